@@ -1,0 +1,3 @@
+"""DualFormer (local-global stratified video transformer) in JAX/Flax."""
+
+__version__ = "0.1.0"
