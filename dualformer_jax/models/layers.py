@@ -1,0 +1,272 @@
+"""Building blocks shared by the DualFormer attentions and backbone.
+
+Every parameter carries logical axis names (see `dualformer_jax.sharding`); compute
+`dtype` is separate from `param_dtype`. Tensors are channels-last grids
+`[batch, time, height, width, channels]` unless stated otherwise.
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+Shape3 = tuple[int, int, int]
+
+LAYER_NORM_EPS = 1e-5  # The official model uses PyTorch's default everywhere.
+BATCH_NORM_EPS = 1e-5
+BATCH_NORM_MOMENTUM = 0.1  # PyTorch convention: new = (1 - m) * old + m * batch.
+
+# Initializers of the official model when trained from scratch.
+trunc_normal_002 = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def torch_conv_default_init(fan_in_axes: Sequence[int]):
+  """PyTorch's default Conv3d weight init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
+
+  def init(key, shape, dtype=jnp.float32):
+    fan_in = int(np.prod([shape[a] for a in fan_in_axes]))
+    bound = 1.0 / np.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def torch_conv_bias_init(fan_in: int):
+  """PyTorch's default conv bias init: U(+-1/sqrt(fan_in))."""
+
+  def init(key, shape, dtype=jnp.float32):
+    bound = 1.0 / np.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
+  """LayerNorm with the official epsilon and logical axes on scale and bias."""
+  return nn.LayerNorm(
+      epsilon=LAYER_NORM_EPS,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ('norm',)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ('norm',)),
+      name=name,
+  )
+
+
+def dense(features: int, axes: tuple[str, str], name: str, dtype: Dtype,
+          param_dtype: Dtype, use_bias: bool = True,
+          kernel_init=trunc_normal_002) -> nn.Dense:
+  """A Linear layer: kernel `[in, out]` with logical axes `axes`, bias on `axes[1]`."""
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[1],)),
+      name=name,
+  )
+
+
+def split_into_blocks(x: jax.Array, block: Shape3) -> jax.Array:
+  """`[b, d, h, w, c]` -> `[b, d/kd, kd, h/kh, kh, w/kw, kw, c]` (a remainder is dropped).
+
+  Dropping the remainder matches a PyTorch convolution whose stride equals its kernel.
+  """
+  b, d, h, w, c = x.shape
+  kd, kh, kw = block
+  nd, nh, nw = d // kd, h // kh, w // kw
+  if (nd * kd, nh * kh, nw * kw) != (d, h, w):
+    x = x[:, :nd * kd, :nh * kh, :nw * kw]
+  return x.reshape(b, nd, kd, nh, kh, nw, kw, c)
+
+
+class PatchConv3D(nn.Module):
+  """A dense Conv3d whose stride equals its kernel (patch embedding / merging).
+
+  Computed as a reshape into non-overlapping blocks plus one matrix multiply, which
+  XLA compiles better than a strided convolution.
+
+  Attributes:
+    features: output channels.
+    kernel_size: kernel = stride, `(kd, kh, kw)`.
+  """
+  features: int  # Output channels.
+  kernel_size: Shape3  # Kernel and stride (kd, kh, kw).
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_features = x.shape[-1]
+    kd, kh, kw = self.kernel_size
+    fan_in = in_features * kd * kh * kw
+    kernel = self.param(
+        'kernel',
+        nn.with_logical_partitioning(
+            torch_conv_default_init((0, 1, 2, 3)),
+            ('conv_kernel', 'conv_kernel', 'conv_kernel', 'conv_in', 'embed')),
+        (kd, kh, kw, in_features, self.features), self.param_dtype)
+    bias = self.param(
+        'bias', nn.with_logical_partitioning(torch_conv_bias_init(fan_in), ('embed',)),
+        (self.features,), self.param_dtype)
+    blocks = split_into_blocks(x.astype(self.dtype), self.kernel_size)
+    # [b, d, kd, h, kh, w, kw, cin] x [kd, kh, kw, cin, cout] -> [b, d, h, w, cout]
+    y = jnp.einsum('bdihjwkc,ijkco->bdhwo', blocks, kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+class DepthwisePool3D(nn.Module):
+  """A depthwise Conv3d whose stride equals its kernel: a learned weighted sum per block.
+
+  Attributes:
+    kernel_size: kernel = stride, `(kd, kh, kw)`.
+  """
+  kernel_size: Shape3  # Kernel and stride (kd, kh, kw).
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    kd, kh, kw = self.kernel_size
+    fan_in = kd * kh * kw
+    kernel = self.param(
+        'kernel',
+        nn.with_logical_partitioning(
+            torch_conv_default_init((0, 1, 2)),
+            ('conv_kernel', 'conv_kernel', 'conv_kernel', 'embed')),
+        (kd, kh, kw, channels), self.param_dtype)
+    bias = self.param(
+        'bias', nn.with_logical_partitioning(torch_conv_bias_init(fan_in), ('embed',)),
+        (channels,), self.param_dtype)
+    blocks = split_into_blocks(x.astype(self.dtype), self.kernel_size)
+    # [b, d, kd, h, kh, w, kw, c] x [kd, kh, kw, c] -> [b, d, h, w, c]
+    y = jnp.einsum('bdihjwkc,ijkc->bdhwc', blocks, kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+class DepthwiseConv3D(nn.Module):
+  """Depthwise 3x3x3 Conv3d, stride 1, zero padding 1 (the positional encoding generator).
+
+  Attributes:
+    kernel_size: odd kernel extent per axis; padding keeps the grid size.
+  """
+  kernel_size: Shape3 = (3, 3, 3)
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    fan_in = int(np.prod(self.kernel_size))
+    kernel = self.param(
+        'kernel',
+        nn.with_logical_partitioning(
+            torch_conv_default_init((0, 1, 2)),
+            ('conv_kernel', 'conv_kernel', 'conv_kernel', 'embed')),
+        (*self.kernel_size, channels), self.param_dtype)
+    bias = self.param(
+        'bias', nn.with_logical_partitioning(torch_conv_bias_init(fan_in), ('embed',)),
+        (channels,), self.param_dtype)
+    padding = [(k // 2, k // 2) for k in self.kernel_size]
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype),
+        kernel.astype(self.dtype)[..., None, :],  # [kd, kh, kw, 1, c]
+        window_strides=(1, 1, 1),
+        padding=padding,
+        dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
+        feature_group_count=channels,
+    )
+    return y + bias.astype(self.dtype)
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over all axes but the last, with PyTorch's numerics.
+
+  Differs from `flax.linen.BatchNorm` in what the official checkpoints need: the
+  running variance is updated with the unbiased batch variance, `momentum` follows the
+  PyTorch convention, and `num_batches_tracked` is kept for lossless conversion.
+
+  Attributes:
+    axis_name: if set, batch statistics are averaged over this mapped axis (pmap), so
+      they are taken over the global batch.
+  """
+  momentum: float = BATCH_NORM_MOMENTUM  # PyTorch convention.
+  epsilon: float = BATCH_NORM_EPS
+  axis_name: str | None = None  # pmap axis to average batch statistics over.
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    channels = x.shape[-1]
+    scale = self.param(
+        'scale', nn.with_logical_partitioning(nn.initializers.ones, ('norm',)),
+        (channels,), self.param_dtype)
+    bias = self.param(
+        'bias', nn.with_logical_partitioning(nn.initializers.zeros, ('norm',)),
+        (channels,), self.param_dtype)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (channels,), jnp.float32)
+    num_batches = self.variable('batch_stats', 'num_batches_tracked',
+                                lambda: jnp.zeros((), jnp.int32))
+
+    x32 = x.astype(jnp.float32)
+    reduce_axes = tuple(range(x.ndim - 1))
+    if train:
+      count = np.prod([x.shape[a] for a in reduce_axes])
+      mean = jnp.mean(x32, axis=reduce_axes)
+      if self.axis_name is not None:
+        mean = jax.lax.pmean(mean, self.axis_name)
+      # Two passes (mean, then squared deviations): as accurate as PyTorch's kernel.
+      var = jnp.mean(jnp.square(x32 - mean), axis=reduce_axes)
+      if self.axis_name is not None:
+        var = jax.lax.pmean(var, self.axis_name)
+        count = count * jax.lax.psum(1, self.axis_name)
+      if not self.is_initializing():
+        unbiased_var = var * (count / max(count - 1, 1))
+        m = self.momentum
+        ra_mean.value = (1 - m) * ra_mean.value + m * mean
+        ra_var.value = (1 - m) * ra_var.value + m * unbiased_var
+        num_batches.value = num_batches.value + 1
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
+    y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    return y.astype(self.dtype)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: zeroes a whole residual branch per sample with probability `rate`."""
+  rate: float  # Probability of dropping the branch.
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if not train or self.rate == 0.0:
+      return x
+    keep_prob = 1.0 - self.rate
+    rng = self.make_rng('dropout')
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    keep = jax.random.bernoulli(rng, keep_prob, mask_shape)
+    return jnp.where(keep, x / keep_prob, 0).astype(x.dtype)
+
+
+class Mlp(nn.Module):
+  """Linear(C, rC) -> GELU (exact) -> Dropout -> Linear(rC, C) -> Dropout."""
+  hidden_features: int  # Width of the hidden layer (mlp_ratio * C).
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    channels = x.shape[-1]
+    x = dense(self.hidden_features, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype)(x)
+    x = nn.gelu(x, approximate=False)
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = dense(channels, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)(x)
+    return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
