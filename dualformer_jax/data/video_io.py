@@ -101,13 +101,18 @@ def read_video(
                 if not frames:
                     hw = resized_hw(frame.height, frame.width, short_side)
                 if (frame.height, frame.width) != hw:
-                    arr = frame.to_ndarray(
-                        width=hw[1], height=hw[0], format="rgb24",
+                    img = frame.to_image(
+                        width=hw[1], height=hw[0],
                         interpolation="AREA" if hw[0] < frame.height else "BILINEAR",
                     )
                 else:
-                    arr = frame.to_ndarray(format="rgb24")
-                frames.append(encode_jpeg(arr, jpeg_quality) if jpeg_quality else arr)
+                    img = frame.to_image()
+                if jpeg_quality:
+                    buf = io.BytesIO()
+                    img.save(buf, format="JPEG", quality=jpeg_quality)
+                    frames.append(buf.getvalue())
+                else:
+                    frames.append(np.asarray(img))
     except VideoDecodeError:
         raise
     except Exception as e:  # PyAV raises av.error.* (subclasses of OSError/ValueError).

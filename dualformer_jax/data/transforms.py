@@ -1,0 +1,181 @@
+"""Frame decoding and spatial transforms of the input pipeline (host side),
+plus the on-device ``normalize``.
+
+All spatial ops of a clip share one crop box and are done in a single
+``PIL.Image.resize(..., box=...)`` per frame: a short-side resize followed by
+a crop and a resize to ``crop_size`` is the same as resizing the matching box
+of the stored frame, so no intermediate image is ever materialised.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from dualformer_jax.data.sampling import sample_test_indices, sample_train_indices
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "center_crop_box",
+    "eval_views",
+    "normalize",
+    "random_resized_crop_box",
+    "three_crop_boxes",
+    "train_clip",
+]
+
+#: Clip normalisation of the official recipes, on the 0-255 RGB scale.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in stored-frame pixels
+
+
+def normalize(video):
+    """``(video - IMAGENET_MEAN) / IMAGENET_STD`` as float32 (jnp; use inside jit).
+
+    Accepts uint8 or float ``[..., 3]`` RGB on the 0-255 scale; the pipelines
+    send uint8 so the host->device copy is 4x smaller than float32.
+    """
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    x = jnp.asarray(video).astype(jnp.float32)
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    return (x - mean) / std
+
+
+def _decode(data) -> Image.Image:
+    img = Image.open(io.BytesIO(bytes(data)))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    img.load()
+    return img
+
+
+def _scaled_hw(h: int, w: int, short_side: int | None) -> tuple[float, int, int]:
+    """(scale, h', w') of a short-side resize (mmaction2 ``Resize((-1, s))``)."""
+    if not short_side:
+        return 1.0, h, w
+    scale = short_side / min(h, w)
+    if h <= w:
+        return scale, short_side, int(round(w * scale))
+    return scale, int(round(h * scale)), short_side
+
+
+def random_resized_crop_box(
+    h: int, w: int, area_range: Sequence[float], aspect_range: Sequence[float],
+    rng: np.random.Generator, max_attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """mmaction2 ``RandomResizedCrop``: area fraction uniform in ``area_range``,
+    aspect ratio log-uniform in ``aspect_range``; first of ``max_attempts``
+    candidates that fits, else the centred square of side ``min(h, w)``."""
+    area = h * w
+    log_ar = (math.log(aspect_range[0]), math.log(aspect_range[1]))
+    ratios = np.exp(rng.uniform(*log_ar, size=max_attempts))
+    areas = rng.uniform(*area_range, size=max_attempts) * area
+    cws = np.round(np.sqrt(areas * ratios)).astype(np.int64)
+    chs = np.round(np.sqrt(areas / ratios)).astype(np.int64)
+    for cw, ch in zip(cws, chs):
+        if 0 < cw <= w and 0 < ch <= h:
+            x = int(rng.integers(0, w - cw + 1))
+            y = int(rng.integers(0, h - ch + 1))
+            return x, y, x + int(cw), y + int(ch)
+    s = min(h, w)
+    x, y = (w - s) // 2, (h - s) // 2
+    return x, y, x + s, y + s
+
+
+def center_crop_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """mmaction2 ``CenterCrop``: ``left = (w - size) // 2``, ``top = (h - size) // 2``."""
+    x, y = (w - size) // 2, (h - size) // 2
+    return x, y, x + size, y + size
+
+
+def three_crop_boxes(h: int, w: int, size: int) -> list[tuple[int, int, int, int]]:
+    """mmaction2 ``ThreeCrop``: three ``size`` squares at the start, centre and end
+    of the longer side (left/centre/right or top/centre/bottom), centred along
+    the shorter side."""
+    if w >= h:
+        y = (h - size) // 2
+        step = (w - size) // 2
+        return [(x, y, x + size, y + size) for x in (0, step, 2 * step)]
+    x = (w - size) // 2
+    step = (h - size) // 2
+    return [(x, y, x + size, y + size) for y in (0, step, 2 * step)]
+
+
+def _render(img: Image.Image, box: Box, size: int) -> np.ndarray:
+    return np.asarray(img.resize((size, size), Image.BILINEAR, box=box))
+
+
+def train_clip(
+    frames: Sequence[bytes], num_frames: int, rng: np.random.Generator, *,
+    clip_len: int, frame_interval: int, crop_size: int, short_side: int | None = None,
+    random_resized_crop: bool = True, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3),
+    flip: bool = False,
+) -> np.ndarray:
+    """One random training clip ``uint8 [clip_len, crop_size, crop_size, 3]``.
+
+    Samples the frame indices (``sample_train_indices``, one clip), decodes
+    only those JPEGs, then: optional short-side resize to ``short_side`` ->
+    RandomResizedCrop (or a random ``crop_size`` crop when
+    ``random_resized_crop=False``) -> resize to ``crop_size`` -> horizontal
+    flip with probability 0.5 when ``flip``. The same box and flip apply to
+    every frame of the clip.
+    """
+    idx = sample_train_indices(num_frames, clip_len, frame_interval, 1, rng)[0]
+    imgs = {int(i): _decode(frames[int(i)]) for i in np.unique(idx)}
+    w, h = next(iter(imgs.values())).size
+    scale, sh, sw = _scaled_hw(h, w, short_side)
+    if random_resized_crop:
+        x0, y0, x1, y1 = random_resized_crop_box(sh, sw, area_range, aspect_range, rng)
+    else:
+        if crop_size > min(sh, sw):
+            raise ValueError(f"crop_size {crop_size} is larger than the resized frame {sh}x{sw}; "
+                             "raise short_side or use random_resized_crop=True.")
+        y0 = int(rng.integers(0, sh - crop_size + 1))
+        x0 = int(rng.integers(0, sw - crop_size + 1))
+        x1, y1 = x0 + crop_size, y0 + crop_size
+    box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
+    do_flip = bool(flip) and rng.random() < 0.5
+    rendered = {i: _render(img, box, crop_size) for i, img in imgs.items()}
+    clip = np.stack([rendered[int(i)] for i in idx])
+    if do_flip:
+        clip = np.ascontiguousarray(clip[:, :, ::-1])
+    return clip
+
+
+def eval_views(
+    frames: Sequence[bytes], num_frames: int, *, clip_len: int, frame_interval: int,
+    num_clips: int, num_crops: int, crop_size: int, short_side: int | None,
+) -> np.ndarray:
+    """The test views of one video: ``uint8 [num_clips * num_crops, clip_len, crop, crop, 3]``.
+
+    ``num_clips`` uniformly spaced clips (``sample_test_indices``) x 1 centre
+    crop or 3 crops (``three_crop_boxes``) after a short-side resize to
+    ``short_side``; views are ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
+    """
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops}.")
+    idx = sample_test_indices(num_frames, clip_len, frame_interval, num_clips)
+    imgs = {int(i): _decode(frames[int(i)]) for i in np.unique(idx)}
+    w, h = next(iter(imgs.values())).size
+    scale, sh, sw = _scaled_hw(h, w, short_side)
+    if crop_size > min(sh, sw):
+        raise ValueError(f"crop_size {crop_size} is larger than the resized frame {sh}x{sw}; "
+                         "raise short_side.")
+    boxes = [center_crop_box(sh, sw, crop_size)] if num_crops == 1 else three_crop_boxes(sh, sw, crop_size)
+    boxes = [tuple(c / scale for c in b) for b in boxes]
+    out = np.empty((num_clips * num_crops, clip_len, crop_size, crop_size, 3), np.uint8)
+    for k, box in enumerate(boxes):
+        rendered = {i: _render(img, box, crop_size) for i, img in imgs.items()}
+        for c in range(num_clips):
+            for t, i in enumerate(idx[c]):
+                out[c * num_crops + k, t] = rendered[int(i)]
+    return out
