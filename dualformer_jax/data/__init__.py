@@ -27,6 +27,7 @@ _EXPORTS = {
     "SKIP_REPORT_FILENAME": "builders",
     # synthetic dataset
     "SYNTHETIC_CLASSES": "synthetic",
+    "SYNTHETIC_ANGLES": "synthetic",
     "generate_synthetic_motion_videos": "synthetic",
     "ensure_synthetic_dataset": "synthetic",
     # pipelines

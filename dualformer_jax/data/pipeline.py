@@ -116,6 +116,12 @@ def _finish(ds: grain.MapDataset, num_threads, prefetch, num_workers) -> grain.I
     buffer = max(int(prefetch or 0), threads, 1)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=buffer))
     if num_workers and num_workers > 0:
+        # grain reads its absl flags when it starts worker processes; outside an
+        # absl app (notebooks, pytest, plain scripts) they were never parsed.
+        from absl import flags  # pylint: disable=import-outside-toplevel
+
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=int(num_workers), per_worker_buffer_size=max(1, int(prefetch or 1))))
     return it

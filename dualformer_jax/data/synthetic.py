@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from dualformer_jax.data import video_io
 
 __all__ = [
+    "SYNTHETIC_ANGLES",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_DEFAULTS",
     "ensure_synthetic_dataset",
@@ -30,10 +31,13 @@ __all__ = [
     "render_motion_video",
 ]
 
-#: Class names; class k moves at angle k * 45 degrees (image y axis pointing down).
-SYNTHETIC_CLASSES = (
-    "right", "down_right", "down", "down_left", "left", "up_left", "up", "up_right",
-)
+#: Direction of motion of each class in degrees (image y axis pointing down).
+SYNTHETIC_ANGLES = {
+    "right": 0, "down_right": 45, "down": 90, "down_left": 135,
+    "left": 180, "up_left": 225, "up": 270, "up_right": 315,
+}
+#: Class names in label order (sorted by name, as ``video_folder`` orders classes).
+SYNTHETIC_CLASSES = tuple(sorted(SYNTHETIC_ANGLES))
 
 #: Default sizes of ``ensure_synthetic_dataset`` (the project's default dataset).
 SYNTHETIC_DEFAULTS = dict(
@@ -69,7 +73,8 @@ def _random_colour(rng: np.random.Generator, avoid: np.ndarray | None = None) ->
 def render_motion_video(
     label: int, rng: np.random.Generator, num_frames: int = 32, size: int = 64,
 ) -> np.ndarray:
-    """Renders one video of class ``label``: ``uint8 [num_frames, size, size, 3]``."""
+    """Renders one video of class ``label`` (an index into ``SYNTHETIC_CLASSES``):
+    ``uint8 [num_frames, size, size, 3]``."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
 
     def torus(d):  # signed distance on a torus of side `size`
@@ -89,7 +94,7 @@ def render_motion_video(
     shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
     colour = _random_colour(rng, base)
     r = rng.uniform(0.08, 0.13) * size
-    angle = math.radians(45.0 * label + rng.uniform(-5.0, 5.0))
+    angle = math.radians(SYNTHETIC_ANGLES[SYNTHETIC_CLASSES[label]] + rng.uniform(-5.0, 5.0))
     speed = rng.uniform(0.03, 0.045) * size  # pixels per frame (2-3 px at 64 px)
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
     x0, y0 = rng.uniform(0, size, size=2)

@@ -1,0 +1,193 @@
+"""grain train/eval pipelines over a real TFDS build of coded videos.
+
+Every frame is a flat colour encoding (video id, frame index), which survives
+H.264, JPEG and any crop/resize, so each output clip can be traced back to the
+video and the frame indices it was sampled from.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dualformer_jax.data import (
+    IMAGENET_MEAN, IMAGENET_STD, build_dataset, create_eval_dataset, create_train_dataset,
+    normalize, sample_test_indices, VideoConfig,
+)
+from dualformer_jax.data.transforms import train_clip, _render  # noqa: F401
+from dualformer_jax.data.video_io import encode_jpeg, write_video
+
+LENGTHS = [20, 24, 16, 5, 30, 12, 18]  # 5 < one clip of 8 x 2
+LABELS = [0, 1, 0, 1, 0, 1, 1]
+NAME = "video_folder/coded"
+
+
+def coded_frames(video_id, num_frames, h=32, w=48):
+    f = np.zeros((num_frames, h, w, 3), np.uint8)
+    f[..., 0] = 20 * video_id + 20
+    f[..., 1] = (8 * np.arange(num_frames) + 4)[:, None, None]
+    f[..., 2] = 128
+    return f
+
+
+def decode_clip(clip):
+    """[t, h, w, 3] -> (video id, frame indices)."""
+    mean = clip.reshape(clip.shape[0], -1, 3).mean(axis=1)
+    ids = np.round((mean[:, 0] - 20) / 20).astype(int)
+    assert np.all(ids == ids[0]), ids
+    return int(ids[0]), np.round((mean[:, 1] - 4) / 8).astype(int)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    for split in ("train", "test"):
+        for vid, (n, label) in enumerate(zip(LENGTHS, LABELS)):
+            write_video(root / "manual" / split / f"c{label}" / f"v{vid}.mp4", coded_frames(vid, n), fps=25)
+    build_dataset("video_folder", manual_dir=root / "manual", data_dir=root / "data",
+                  config=VideoConfig(name="coded", short_side=None), num_workers=1)
+    return root / "data"
+
+
+def train_ds(data_dir, **kw):
+    args = dict(name=NAME, data_dir=data_dir, batch_size=2, clip_len=8, frame_interval=2,
+                crop_size=16, seed=0, process_index=0, process_count=1, num_threads=2)
+    args.update(kw)
+    return create_train_dataset(**args)
+
+
+def take(ds, k):
+    it = iter(ds)
+    return [next(it) for _ in range(k)]
+
+
+def test_train_batches_follow_clip_sampling(data_dir):
+    batches = take(train_ds(data_dir), 14)  # 28 clips = 4 epochs of 7 videos
+    clips = [(b["video"][i], b["label"][i]) for b in batches for i in range(2)]
+    assert batches[0]["video"].shape == (2, 8, 16, 16, 3) and batches[0]["video"].dtype == np.uint8
+    assert batches[0]["label"].dtype == np.int32
+    seen = []
+    for clip, label in clips:
+        vid, idx = decode_clip(clip)
+        n = LENGTHS[vid]
+        assert label == LABELS[vid]
+        # One random clip: offset in [0, n - 16 + 1) (0 if shorter), then wrap-around.
+        offset = idx[0]
+        assert 0 <= offset < max(1, n - 16 + 1)
+        np.testing.assert_array_equal(idx, (offset + 2 * np.arange(8)) % n)
+        seen.append(vid)
+    # Each epoch is a permutation of the 7 videos, reshuffled every epoch.
+    for e in range(4):
+        assert sorted(seen[7 * e: 7 * e + 7]) == list(range(7))
+    assert seen[:7] != seen[7:14]
+
+
+def test_same_seed_same_batches_other_seed_differs(data_dir):
+    a = take(train_ds(data_dir, seed=5), 4)
+    b = take(train_ds(data_dir, seed=5), 4)
+    c = take(train_ds(data_dir, seed=6), 4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["video"], y["video"])
+        np.testing.assert_array_equal(x["label"], y["label"])
+    assert any(not np.array_equal(x["video"], z["video"]) for x, z in zip(a, c))
+
+
+def test_process_shards_are_disjoint_and_cover_the_split(data_dir):
+    shards = []
+    for p in range(3):
+        n_local = len(range(p, 7, 3))
+        batches = take(train_ds(data_dir, batch_size=1, process_index=p, process_count=3), 2 * n_local)
+        ids = [decode_clip(b["video"][0])[0] for b in batches]
+        assert sorted(ids[:n_local]) == sorted(ids[n_local:])  # the shard repeats
+        shards.append(set(ids))
+    assert shards[0] | shards[1] | shards[2] == set(range(7))
+    assert sum(len(s) for s in shards) == 7
+
+
+def test_flip_and_crop_are_shared_by_the_clip():
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[:, 16:] = 255  # left half black, right half white
+    jpegs = [encode_jpeg(frame, 95)] * 10
+    flipped = []
+    for s in range(200):
+        clip = train_clip(jpegs, 10, np.random.default_rng(s), clip_len=4, frame_interval=1, crop_size=32,
+                          random_resized_crop=False, flip=True)
+        assert np.array_equal(clip[0], clip[3])  # same box and flip for every frame
+        flipped.append(clip[0, :, :4].mean() > 128)
+    assert 0.4 < np.mean(flipped) < 0.6
+    clip = train_clip(jpegs, 10, np.random.default_rng(0), clip_len=4, frame_interval=1, crop_size=32,
+                      random_resized_crop=False, flip=False)
+    assert clip[:, :, :4].mean() < 10 and clip[:, :, -4:].mean() > 245
+
+
+@pytest.mark.parametrize("num_crops", [1, 3])
+def test_eval_pads_and_counts_each_video_once(data_dir, num_crops):
+    seen = []
+    for p in range(3):
+        ds = create_eval_dataset(name=NAME, data_dir=data_dir, split="test", batch_size=2, clip_len=8,
+                                 frame_interval=2, num_clips=2, num_crops=num_crops, crop_size=16,
+                                 short_side=24, process_index=p, process_count=3, num_threads=2)
+        batches = list(ds)
+        assert len(batches) == len(ds) == 2  # ceil(ceil(7 / 3) / 2) on every process
+        for b in batches:
+            assert b["video"].shape == (2, 2 * num_crops, 8, 16, 16, 3)
+            assert b["mask"].dtype == bool and b["label"].dtype == np.int32
+            for video, label, mask in zip(b["video"], b["label"], b["mask"]):
+                if not mask:
+                    assert label == 0 and not video.any()
+                    continue
+                vid, _ = decode_clip(video[0])
+                assert label == LABELS[vid]
+                expected = sample_test_indices(LENGTHS[vid], 8, 2, 2)
+                for v in range(2 * num_crops):
+                    v_id, idx = decode_clip(video[v])
+                    assert v_id == vid
+                    np.testing.assert_array_equal(idx, expected[v // num_crops])
+                seen.append(vid)
+    assert sorted(seen) == list(range(7))
+
+
+def test_restored_iterator_continues_exactly(data_dir, tmp_path):
+    import grain
+    import orbax.checkpoint as ocp
+
+    it = iter(train_ds(data_dir, seed=3))
+    for _ in range(3):
+        next(it)
+    mgr = ocp.CheckpointManager(tmp_path / "ckpt")
+    mgr.save(3, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointSave(it)))
+    mgr.wait_until_finished()
+    expected = [next(it) for _ in range(4)]
+
+    fresh = iter(train_ds(data_dir, seed=3))
+    mgr2 = ocp.CheckpointManager(tmp_path / "ckpt")
+    assert mgr2.latest_step() == 3
+    restored = mgr2.restore(3, args=ocp.args.Composite(
+        data_iter=grain.checkpoint.CheckpointRestore(fresh)))["data_iter"]
+    for want in expected:
+        got = next(restored)
+        np.testing.assert_array_equal(got["video"], want["video"])
+        np.testing.assert_array_equal(got["label"], want["label"])
+    # Also with plain get_state/set_state.
+    it2 = iter(train_ds(data_dir, seed=3))
+    it2.set_state({"next_index": 3})
+    np.testing.assert_array_equal(next(it2)["video"], expected[0]["video"])
+
+
+def test_worker_processes_give_the_same_batches(data_dir):
+    ds = train_ds(data_dir, num_workers=2, num_threads=1, seed=11)
+    it = iter(ds)
+    got = [next(it) for _ in range(3)]
+    it.close()
+    want = take(train_ds(data_dir, seed=11), 3)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g["video"], w["video"])
+
+
+def test_normalize_on_device():
+    x = np.array([[0, 128, 255], [123, 116, 103]], np.uint8)
+    got = jax.jit(normalize)(x)
+    want = (x.astype(np.float64) - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    assert IMAGENET_MEAN == (123.675, 116.28, 103.53) and IMAGENET_STD == (58.395, 57.12, 57.375)
