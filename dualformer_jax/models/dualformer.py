@@ -20,6 +20,7 @@ Dtype = Any
 Shape3 = tuple[int, int, int]
 
 GRID_AXES = ('act_batch', 'act_time', 'act_height', 'act_width', 'act_embed')
+COARSE_STAGES = (0, 1)  # Stages whose GP-MSA has the coarse pyramid level.
 
 
 def stage_resolutions(video_size: Shape3, patch_size: Shape3,
@@ -105,7 +106,7 @@ class DualFormerBackbone(nn.Module):
   local_sizes: Sequence[Shape3] = ((8, 7, 7),) * 4
   fine_pysizes: Sequence[Shape3] = ((8, 7, 7), (8, 7, 7), (8, 7, 7), (16, 7, 7))
   coarse_pysizes: Sequence[Shape3] = ((4, 4, 4),) * 4
-  coarse_stages: Sequence[int] = (0, 1)  # Stages whose GP-MSA has the coarse level.
+  coarse_stages: Sequence[int] = COARSE_STAGES  # Stages with the coarse pyramid level.
   drop_rate: float = 0.0
   attn_drop_rate: float = 0.0
   drop_path_rate: float = 0.0

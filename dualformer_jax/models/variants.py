@@ -28,6 +28,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  num_heads=(2, 2, 4, 4), depths=(2, 2, 2, 2), local_sizes=((4, 7, 7),) * 4,
                  fine_pysizes=((2, 7, 7), (2, 7, 7), (2, 7, 7), (4, 7, 7)),
                  coarse_pysizes=((2, 2, 2),) * 4),
+    # Not official: a small model for 8x64x64 clips (the default synthetic run, tests).
+    'nano': dict(_OFFICIAL_COMMON, video_size=(8, 64, 64), embed_dims=(32, 64, 128, 256),
+                 num_heads=(1, 2, 4, 8), depths=(2, 2, 2, 2),
+                 local_sizes=((2, 4, 4), (2, 4, 4), (2, 4, 4), (2, 2, 2)),
+                 fine_pysizes=((2, 4, 4), (2, 4, 4), (2, 2, 2), (4, 2, 2)),
+                 coarse_pysizes=((1, 2, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1))),
 }
 
 # Backbone parameter counts of the official models, and GFLOPs per 32x224x224 view.
