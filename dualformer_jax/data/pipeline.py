@@ -25,23 +25,26 @@ from typing import Any, Iterator
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.proto import tf_example_pb2
 
 from dualformer_jax.data import transforms
 
 __all__ = ["DatasetSummary", "EvalDataset", "create_eval_dataset", "create_train_dataset", "dataset_info"]
 
 
-class _RawFrames(tfds.decode.Decoder):
-    """Keeps the JPEG bytes of the ``video`` feature undecoded (numpy backend)."""
+def _parse(raw: bytes) -> dict[str, Any]:
+    """Parses one stored ``tf.train.Example`` without decoding the frames.
 
-    def decode_example(self, serialized):  # TF backend (unused here)
-        return serialized
-
-    def decode_example_np(self, serialized):
-        return serialized
-
-    def decode_batch_example_np(self, serialized):
-        return serialized
+    The protobuf (upb) message is parsed in C and the ``video`` list stays a
+    lazy container: only the JPEG frames that a clip samples become Python
+    ``bytes``, which is cheaper than TFDS's full numpy deserialization.
+    """
+    feature = tf_example_pb2.Example.FromString(raw).features.feature
+    return {
+        "video": feature["video"].bytes_list.value,
+        "num_frames": feature["num_frames"].int64_list.value[0],
+        "label": feature["label"].int64_list.value[0],
+    }
 
 
 def _default_threads() -> int:
@@ -66,7 +69,7 @@ def _source(name: str, data_dir, split: str):
     try:
         return tfds.data_source(
             name, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
-            decoders={"video": _RawFrames()},
+            deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES,
         )
     except Exception as e:  # DatasetNotFoundError, unknown split, ...
         raise type(e)(
@@ -86,7 +89,8 @@ class _TrainClip(grain.transforms.RandomMap):
     def __init__(self, **kwargs):
         self._kwargs = kwargs
 
-    def random_map(self, example, rng: np.random.Generator):
+    def random_map(self, raw, rng: np.random.Generator):
+        example = _parse(raw)
         clip = transforms.train_clip(example["video"], int(example["num_frames"]), rng, **self._kwargs)
         return {"video": clip, "label": np.int32(example["label"])}
 
@@ -106,7 +110,7 @@ class _EvalViews(grain.transforms.Map):
         if i >= self._num_real:
             return {"video": np.zeros(self._view_shape, np.uint8), "label": np.int32(0),
                     "mask": np.bool_(False)}
-        example = self._source[self._p + i * self._P]
+        example = _parse(self._source[self._p + i * self._P])
         views = transforms.eval_views(example["video"], int(example["num_frames"]), **self._kwargs)
         return {"video": views, "label": np.int32(example["label"]), "mask": np.bool_(True)}
 

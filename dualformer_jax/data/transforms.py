@@ -51,7 +51,7 @@ def normalize(video):
 
 
 def _decode(data) -> Image.Image:
-    img = Image.open(io.BytesIO(bytes(data)))
+    img = Image.open(io.BytesIO(data), formats=("JPEG",))
     if img.mode != "RGB":
         img = img.convert("RGB")
     img.load()
@@ -144,10 +144,16 @@ def train_clip(
         x1, y1 = x0 + crop_size, y0 + crop_size
     box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
     do_flip = bool(flip) and rng.random() < 0.5
-    rendered = {i: _render(img, box, crop_size) for i, img in imgs.items()}
-    clip = np.stack([rendered[int(i)] for i in idx])
-    if do_flip:
-        clip = np.ascontiguousarray(clip[:, :, ::-1])
+    clip = np.empty((len(idx), crop_size, crop_size, 3), np.uint8)
+    rendered: dict[int, int] = {}
+    for t, i in enumerate(idx):
+        i = int(i)
+        if i in rendered:  # wrapped-around index: reuse the frame already rendered
+            clip[t] = clip[rendered[i]]
+            continue
+        frame = _render(imgs[i], box, crop_size)
+        clip[t] = frame[:, ::-1] if do_flip else frame  # the copy does the flip for free
+        rendered[i] = t
     return clip
 
 
