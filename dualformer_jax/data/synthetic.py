@@ -216,3 +216,28 @@ def ensure_synthetic_dataset(
                                      description="Synthetic motion dataset (8 directions)."),
                   num_workers=num_workers)
     return name
+
+
+def main(argv=None) -> None:
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    p = argparse.ArgumentParser(
+        prog="python -m dualformer_jax.data.synthetic",
+        description="Generate the synthetic motion videos and build them with the video_folder "
+                    "TFDS builder (or, with --videos_only, just write the .mp4 files).")
+    p.add_argument("--data_dir", required=True, help="TFDS data dir (videos go to DATA_DIR/manual/<config>)")
+    p.add_argument("--videos_only", action="store_true",
+                   help="only write DATA_DIR/{train,test}/<class>/*.mp4, no TFDS build")
+    for k, v in SYNTHETIC_DEFAULTS.items():
+        p.add_argument(f"--{k}", type=int, default=v, help=f"default: {v}")
+    p.add_argument("--num_workers", type=int, default=None, help="processes (default: available cores)")
+    a = p.parse_args(argv)
+    sizes = {k: getattr(a, k) for k in SYNTHETIC_DEFAULTS}
+    if a.videos_only:
+        print(generate_synthetic_motion_videos(a.data_dir, num_workers=a.num_workers, **sizes))
+    else:
+        print(ensure_synthetic_dataset(a.data_dir, num_workers=a.num_workers, **sizes))
+
+
+if __name__ == "__main__":
+    main()
