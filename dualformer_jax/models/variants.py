@@ -61,3 +61,24 @@ def create_model(name: str, num_classes: int = 400, **overrides: Any) -> DualFor
   if unknown:
     raise TypeError(f'Unknown DualFormer arguments: {sorted(unknown)}')
   return DualFormer(num_classes=num_classes, **kwargs)
+
+
+# Architecture fields that define a DualFormer (stored with checkpoints).
+ARCHITECTURE_FIELDS = (
+    'num_classes', 'video_size', 'patch_size', 'embed_dims', 'num_heads', 'depths',
+    'mlp_ratios', 'qkv_bias', 'temporal_pooling', 'local_sizes', 'fine_pysizes',
+    'coarse_pysizes')
+
+
+def model_config(model: DualFormer) -> dict[str, Any]:
+  """The JSON-serializable architecture of `model` (no dtype or regularization)."""
+  to_list = lambda v: [to_list(x) for x in v] if isinstance(v, (tuple, list)) else v
+  return {f: to_list(getattr(model, f)) for f in ARCHITECTURE_FIELDS}
+
+
+def model_from_config(config: dict[str, Any], **overrides: Any) -> DualFormer:
+  """Inverse of `model_config`; `overrides` sets e.g. dtype or dropout rates."""
+  to_tuple = lambda v: tuple(to_tuple(x) for x in v) if isinstance(v, (tuple, list)) else v
+  kwargs = {k: to_tuple(v) for k, v in config.items()}
+  kwargs.update(overrides)
+  return DualFormer(**kwargs)

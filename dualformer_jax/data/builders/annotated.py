@@ -74,7 +74,7 @@ Classes are the labels of train.csv sorted by name. A CSV without labels
                     self._fail(f"{path} lacks column(s) {sorted(missing)}.")
                 rows = list(reader)
             if not rows or not any((r.get("label") or "").strip() for r in rows):
-                print(f"{self.name}: {os.path.basename(path)} has no labels; split {split!r} not built.")
+                self._not_built[split] = f"{os.path.basename(path)} has no labels"
                 continue
             rows_by_split[split] = (path, rows)
         if "train" not in rows_by_split:

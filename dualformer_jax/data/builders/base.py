@@ -230,7 +230,7 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self._written.setdefault(split, written)
 
     def _download_and_prepare(self, dl_manager, download_config, **kwargs):
-        self._skipped, self._written = [], {}
+        self._skipped, self._written, self._not_built = [], {}, {}
         start = time.time()
         try:
             super()._download_and_prepare(dl_manager, download_config, **kwargs)
@@ -256,6 +256,7 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 for s in splits
             },
             "skipped": skipped,
+            "splits_not_built": dict(self._not_built),
         }
         path = os.path.join(os.fspath(self.data_dir), SKIP_REPORT_FILENAME)
         with open(path, "w") as f:
@@ -273,6 +274,8 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         lines.append(
             f"  {total} video(s) skipped; reasons in {os.path.join(final_dir, SKIP_REPORT_FILENAME)}"
         )
+        for split, why in report["splits_not_built"].items():
+            lines.append(f"  split {split!r} not built: {why}")
         for s in report["skipped"][:10]:
             lines.append(f"    [{s['split']}] {s['file']}: {s['reason']}")
         if total > 10:

@@ -1,0 +1,61 @@
+"""Model-only orbax checkpoints: variables plus the architecture that reads them.
+
+Layout of a checkpoint directory (also the layout of each step of a training run, which
+adds optimizer and data-iterator items beside these):
+
+    <dir>/params         orbax StandardSave of the parameters
+    <dir>/batch_stats    BatchNorm running statistics
+    <dir>/model_config   JSON: the DualFormer architecture (`models.model_config`)
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from dualformer_jax import models
+
+MODEL_ITEMS = ('params', 'batch_stats', 'model_config')
+
+
+def save_model(path: str | os.PathLike, variables: dict[str, Any],
+               model: models.DualFormer, force: bool = False) -> None:
+  """Writes `variables` and `model`'s architecture as an orbax checkpoint at `path`."""
+  path = epath.Path(os.path.abspath(os.fspath(path)))
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    checkpointer.save(
+        path,
+        ocp.args.Composite(
+            params=ocp.args.StandardSave(variables['params']),
+            batch_stats=ocp.args.StandardSave(variables.get('batch_stats', {})),
+            model_config=ocp.args.JsonSave(models.model_config(model))),
+        force=force)
+
+
+def is_model_checkpoint(path: str | os.PathLike) -> bool:
+  path = epath.Path(os.fspath(path))
+  return all((path / item).exists() for item in ('params', 'model_config'))
+
+
+def load_model(path: str | os.PathLike, **model_overrides: Any
+               ) -> tuple[models.DualFormer, dict[str, Any]]:
+  """Reads a checkpoint written by `save_model` (or a training step) -> (model, variables).
+
+  `model_overrides` replaces model attributes (e.g. `dtype`); arrays land on the default
+  device.
+  """
+  path = epath.Path(os.path.abspath(os.fspath(path)))
+  if not is_model_checkpoint(path):
+    raise FileNotFoundError(
+        f'{path} is not a dualformer_jax checkpoint (expected the items {MODEL_ITEMS}).')
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    config = checkpointer.restore(
+        path, ocp.args.Composite(model_config=ocp.args.JsonRestore()))['model_config']
+    model = models.model_from_config(config, **model_overrides)
+    restored = checkpointer.restore(
+        path, ocp.args.Composite(params=ocp.args.StandardRestore(),
+                                 batch_stats=ocp.args.StandardRestore()))
+  variables = {'params': restored['params'], 'batch_stats': restored['batch_stats'] or {}}
+  return model, jax.device_put(variables)

@@ -1,0 +1,43 @@
+"""Test set-up: 8 simulated CPU devices, the golden reference, small shared models."""
+
+import os
+import pathlib
+
+# Must happen before JAX initializes its backends.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO.parent / 'shared' / 'reference'
+GOLDEN_PATH = REFERENCE_DIR / 'dualformer_mini_golden.npz'
+
+
+@pytest.fixture(scope='session')
+def golden():
+  """The official model's outputs on the mini configuration, with its weights."""
+  if not GOLDEN_PATH.exists():
+    pytest.skip(f'golden reference not found at {GOLDEN_PATH} (shared/ beside the repo)')
+  with np.load(GOLDEN_PATH) as data:
+    return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope='session')
+def golden_state_dict(golden):
+  return {k[len('sd/'):]: v for k, v in golden.items() if k.startswith('sd/')}
+
+
+def official_listing(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`state_dicts/<name>.txt` -> {key: (shape, dtype)}."""
+  path = REFERENCE_DIR / 'state_dicts' / f'{name}.txt'
+  if not path.exists():
+    pytest.skip(f'{path} not found')
+  listing = {}
+  for line in path.read_text().splitlines():
+    if not line or line.startswith('#'):
+      continue
+    key, shape, dtype = line.split('\t')
+    listing[key] = (tuple(int(s) for s in shape.strip('()').split(',') if s.strip()), dtype)
+  return listing
