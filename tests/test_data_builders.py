@@ -128,6 +128,7 @@ def test_kinetics(cls, tmp_path):
         "train": [("abseiling", "aaaaaaaaaaa", 10, 20), ("zumba", "bbbbbbbbbbb", 0, 10),
                   ("abseiling", "missing0000", 5, 15)],
         "validate": [("zumba", "ccccccccccc", 30, 40)],
+        "test": [("", "ddddddddddd", 0, 10)],  # unlabelled test set: not built, reported
     }
     for split, rs in rows.items():
         with open(m / "annotations" / f"{split}.csv", "w", newline="") as f:
@@ -144,6 +145,8 @@ def test_kinetics(cls, tmp_path):
     assert b.info.splits["train"].num_examples == 2 and b.info.splits["validation"].num_examples == 1
     assert report["skipped"] == [{"split": "train", "file": "missing0000_000005_000015",
                                   "reason": "file not found"}]
+    assert report["splits_not_built"] == {"test": "test.csv has no labels"}
+    assert "test" not in b.info.splits
     ex = tfds.data_source(f"{cls.name}/default", split="validation",
                           data_dir=os.fspath(tmp_path / "data"))[0]
     assert ex["label"] == 1 and ex["num_frames"] == 8 and ex["filename"].decode().endswith(".webm")
