@@ -92,16 +92,22 @@ def test_same_seed_same_batches_other_seed_differs(data_dir):
     assert any(not np.array_equal(x["video"], z["video"]) for x, z in zip(a, c))
 
 
-def test_process_shards_are_disjoint_and_cover_the_split(data_dir):
-    shards = []
-    for p in range(3):
-        n_local = len(range(p, 7, 3))
-        batches = take(train_ds(data_dir, batch_size=1, process_index=p, process_count=3), 2 * n_local)
-        ids = [decode_clip(b["video"][0])[0] for b in batches]
-        assert sorted(ids[:n_local]) == sorted(ids[n_local:])  # the shard repeats
-        shards.append(set(ids))
-    assert shards[0] | shards[1] | shards[2] == set(range(7))
-    assert sum(len(s) for s in shards) == 7
+def test_process_shards_are_disjoint_and_make_the_same_global_batches(data_dir):
+    # One process with a batch of 6 sees exactly the union of 3 processes' batches of 2,
+    # crops included: the global batches do not depend on the number of processes.
+    steps = 4
+    whole = take(train_ds(data_dir, batch_size=6, process_index=0, process_count=1), steps)
+    parts = [take(train_ds(data_dir, batch_size=2, process_index=p, process_count=3), steps)
+             for p in range(3)]
+    for step in range(steps):
+        joined = np.concatenate([parts[p][step]["video"] for p in range(3)])
+        np.testing.assert_array_equal(joined, whole[step]["video"])
+    ids = [decode_clip(v)[0] for p in range(3) for v in parts[p][0]["video"]]
+    assert len(set(ids)) == len(ids) == 6  # the first global batch: 6 different videos
+    # Over the first epoch (7 videos, global batch 6: one full batch + 1 of the next)
+    # every video appears once before any repeats.
+    first = [decode_clip(v)[0] for b in whole[:2] for v in b["video"]][:7]
+    assert sorted(first) == list(range(7))
 
 
 def test_flip_and_crop_are_shared_by_the_clip():

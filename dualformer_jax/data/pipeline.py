@@ -85,6 +85,26 @@ def _seeds(seed: int, process_index: int) -> tuple[int, int]:
     return int(a), int(b)
 
 
+class _ProcessRows(grain.MapDataset):
+    """This process's rows of every global batch of ``parent`` (then batched)."""
+
+    def __init__(self, parent: grain.MapDataset, batch_size: int, process_index: int,
+                 process_count: int):
+        super().__init__(parent)
+        self._b, self._p, self._n = int(batch_size), int(process_index), int(process_count)
+
+    def __len__(self) -> int:
+        return len(self._parent) // (self._b * self._n)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        start = (index * self._n + self._p) * self._b  # global batch `index`, row block p
+        clips = [self._parent[start + i] for i in range(self._b)]
+        return {"video": np.stack([c["video"] for c in clips]),  # [b, t, h, w, 3]
+                "label": np.asarray([c["label"] for c in clips], np.int32)}
+
+
 class _TrainClip(grain.transforms.RandomMap):
     def __init__(self, **kwargs):
         self._kwargs = kwargs
@@ -154,9 +174,12 @@ def create_train_dataset(
 ) -> grain.IterDataset:
     """Infinite, shuffled training batches of this process.
 
-    Each process reads the videos ``process_index::process_count`` of the
-    split (disjoint shards), shuffles them with a seed derived from
-    ``(seed, process_index)``, reshuffles every epoch, and yields
+    All processes walk the same seeded, per-epoch reshuffled stream of clips;
+    global batch ``g`` is stream elements ``[g*B, (g+1)*B)`` with
+    ``B = batch_size * process_count``, and process ``p`` decodes only its rows
+    ``[p*batch_size, (p+1)*batch_size)`` of it (disjoint shards). The global
+    batches, crops included, are therefore the same for any number of
+    processes. Each process yields
     ``{'video': uint8 [batch_size, clip_len, crop_size, crop_size, 3],
     'label': int32 [batch_size]}``.
 
@@ -192,15 +215,14 @@ def create_train_dataset(
     source = _source(name, data_dir, split)
     if len(source) < process_count:
         raise ValueError(f"{name}:{split} has {len(source)} videos, fewer than {process_count} processes.")
-    shuffle_seed, map_seed = _seeds(seed, process_index)
-    ds = grain.MapDataset.source(source)[process_index::process_count]
-    ds = ds.shuffle(seed=shuffle_seed).repeat()
+    shuffle_seed, map_seed = _seeds(seed, 0)  # the same global stream on every process
+    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat()
     ds = ds.random_map(_TrainClip(
         clip_len=clip_len, frame_interval=frame_interval, crop_size=crop_size,
         short_side=short_side, random_resized_crop=random_resized_crop,
         area_range=tuple(area_range), aspect_range=tuple(aspect_range), flip=flip,
     ), seed=map_seed)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = _ProcessRows(ds, batch_size, process_index, process_count)  # batches
     return _finish(ds, num_threads, prefetch, num_workers)
 
 
