@@ -1,0 +1,41 @@
+"""The embedded default: a small DualFormer on the synthetic motion dataset.
+
+Generates and builds the dataset under ./data on first use (about half a minute), then
+trains for a few minutes on a CPU and evaluates on held-out videos.
+
+    python train.py --config configs/default.py --workdir workdir/default
+"""
+
+from dualformer_jax import config_base
+
+
+def get_config():
+  c = config_base.base_config()
+  c.model.variant = 'nano'  # 8x64x64 clips, 2.3M parameters
+  c.model.drop_path_rate = 0.0
+  c.model.head_dropout_rate = 0.0
+
+  c.data.name = 'video_folder/synthetic_motion'
+  c.data.synthetic = True
+  c.data.eval_split = 'test'
+  c.data.clip_len = 8
+  c.data.frame_interval = 2
+  c.data.crop_size = 64
+  c.data.short_side = 64
+  c.data.area_range = (0.6, 1.0)
+  c.data.flip = False  # the class is the direction of motion
+  c.data.eval_num_clips = 2
+  c.data.eval_short_side = 64
+  c.data.eval_crop_size = 64
+
+  c.train.batch_size = 16
+  c.train.num_epochs = 30.0
+  c.train.warmup_epochs = 2.0
+  c.train.learning_rate = 2e-3
+  c.train.weight_decay = 0.02
+  c.train.log_every_steps = 20
+
+  c.eval.every_steps = 0
+  c.eval.batch_size = 16
+  c.checkpoint.every_steps = 200
+  return c

@@ -1,0 +1,95 @@
+"""Pure train and eval steps; `train_lib` wraps them in `jax.jit` (sharded) or `jax.pmap`."""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dualformer_jax import data
+from dualformer_jax import optim
+from dualformer_jax.train_state import TrainState
+
+
+def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
+                    label_smoothing: float = 0.0, grad_accum_steps: int = 1,
+                    axis_name: str | None = None) -> Callable:
+  """`train_step(state, batch) -> (state, metrics)`; batch `video` uint8 `[b, t, h, w, 3]`.
+
+  With `axis_name` (pmap), gradients and metrics are averaged over that axis.
+  """
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    clips = data.normalize(batch['video'])  # [b, t, h, w, 3] float32
+    labels = batch['label']
+    rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name is not None:
+      rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+    def loss_fn(params):
+      logits, updates = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, clips, train=True,
+          mutable=['batch_stats'], rngs={'dropout': rng})
+      return optim.cross_entropy(logits, labels, label_smoothing), (logits, updates)
+
+    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    if axis_name is not None:
+      grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, param_updates)
+    metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.global_norm(grads),
+               'lr': schedule(state.step // grad_accum_steps)}
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=updates.get('batch_stats', state.batch_stats),
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model, num_classes: int, axis_name: str | None = None) -> Callable:
+  """`eval_step(state_vars, batch) -> sums` over the official multi-view protocol.
+
+  batch: `video` uint8 `[b, views, t, h, w, 3]`, `label` `[b]`, `mask` `[b]`. Softmax
+  probabilities are averaged over the views of each video; the sums count correct top-1
+  and top-5 predictions and per-class totals of the real (mask) videos.
+  """
+  top_k = min(5, num_classes)
+
+  def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array]):
+    video = batch['video']
+    b, views = video.shape[:2]
+    clips = data.normalize(video.reshape(b * views, *video.shape[2:]))  # [b*v, t, h, w, 3]
+    logits = model.apply(variables, clips, train=False)
+    probs = jax.nn.softmax(logits, -1).reshape(b, views, -1).mean(axis=1)  # [b, classes]
+    labels, mask = batch['label'], batch['mask'].astype(jnp.float32)
+    _, top = jax.lax.top_k(probs, top_k)  # [b, k]
+    correct1 = (top[:, 0] == labels).astype(jnp.float32) * mask
+    correct5 = jnp.any(top == labels[:, None], axis=1).astype(jnp.float32) * mask
+    per_class = jax.nn.one_hot(labels, num_classes) * mask[:, None]  # [b, classes]
+    sums = {
+        'correct1': correct1.sum(), 'correct5': correct5.sum(), 'count': mask.sum(),
+        'class_correct': (per_class * correct1[:, None]).sum(0),
+        'class_count': per_class.sum(0),
+    }
+    if axis_name is not None:
+      sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+  return eval_step
+
+
+def summarize_eval(sums: dict[str, Any]) -> dict[str, float]:
+  """Accumulated eval sums -> top1, top5, mean class accuracy (in %), videos."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  count = float(sums['count'])
+  class_count = np.asarray(sums['class_count'])
+  seen = class_count > 0
+  class_acc = np.asarray(sums['class_correct'])[seen] / class_count[seen]
+  return {
+      'top1': 100.0 * float(sums['correct1']) / max(count, 1.0),
+      'top5': 100.0 * float(sums['correct5']) / max(count, 1.0),
+      'mean_class_accuracy': 100.0 * float(class_acc.mean()) if seen.any() else 0.0,
+      'num_videos': int(count),
+  }

@@ -1,0 +1,332 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`.
+
+The loop: build (or find) the dataset, build the model and optimizer from the config,
+create the state sharded over the mesh (or replicated for pmap), resume from the latest
+checkpoint or start from `config.init_from`, then train with periodic logging,
+checkpoints and evaluation. SIGTERM/SIGINT save the current step and return cleanly.
+"""
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from dualformer_jax import checkpointing
+from dualformer_jax import convert
+from dualformer_jax import data
+from dualformer_jax import metrics_writer
+from dualformer_jax import model_checkpoint
+from dualformer_jax import models
+from dualformer_jax import optim
+from dualformer_jax import parallel
+from dualformer_jax import steps
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def resolve_dataset(config: ml_collections.ConfigDict) -> str:
+  """The TFDS name to read; generates and builds the synthetic dataset if asked to."""
+  if not config.data.synthetic:
+    if not config.data.name:
+      raise ValueError('config.data.name is empty: name a built TFDS dataset '
+                       '(see docs/data.md) or set config.data.synthetic=True.')
+    return config.data.name
+  name = None
+  if jax.process_index() == 0:
+    name = data.ensure_synthetic_dataset(config.data.data_dir)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('synthetic dataset built')
+    name = data.ensure_synthetic_dataset(config.data.data_dir)  # present now: returns at once
+  return name
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                bn_axis_name: str | None = None) -> models.DualFormer:
+  m = config.model
+  overrides = dict(drop_rate=m.drop_rate, attn_drop_rate=m.attn_drop_rate,
+                   drop_path_rate=m.drop_path_rate, head_dropout_rate=m.head_dropout_rate,
+                   remat=m.remat, dtype=jnp.dtype(m.dtype), bn_axis_name=bn_axis_name)
+  if m.video_size:
+    overrides['video_size'] = tuple(m.video_size)
+  return models.create_model(m.variant, num_classes=num_classes, **overrides)
+
+
+def load_pretrained(path: str, model: models.DualFormer, rng: jax.Array) -> dict[str, Any]:
+  """Host variables from an official `.pth`/`.safetensors` or one of our checkpoints.
+
+  A classifier that does not fit `model.num_classes` is re-initialized (and logged).
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config.init_from: {path} does not exist.')
+  if os.path.isdir(path):
+    _, variables = model_checkpoint.load_model(path)
+    state_dict = convert.to_pytorch(variables)  # reuse the converter's checks
+    return convert.from_pytorch(state_dict, model, reinit_head=True, rng=rng)
+  return convert.from_pytorch(path, model, reinit_head=True, rng=rng)
+
+
+def _check_batch(name: str, batch_size: int, shards: int) -> None:
+  per_process = batch_size // jax.process_count()
+  if batch_size % jax.process_count() or per_process % max(1, shards // jax.process_count()):
+    raise ValueError(f'{name}={batch_size} must split evenly over {jax.process_count()} '
+                     f'processes and {shards} batch shards (devices along data x fsdp).')
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything the loop needs, built from the config."""
+  model: models.DualFormer
+  runtime: Any
+  plan: optim.StepPlan
+  dataset: str
+  info: Any
+  num_classes: int
+  clips_per_step: int
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+  if config.parallelism not in ('jit', 'pmap'):
+    raise ValueError(f"config.parallelism must be 'jit' or 'pmap', got {config.parallelism!r}.")
+  dataset = resolve_dataset(config)
+  info = data.dataset_info(dataset, config.data.data_dir)
+  num_classes = config.model.num_classes if config.model.num_classes > 0 else info.num_classes
+  if config.data.train_split not in info.splits:
+    raise ValueError(f'Split {config.data.train_split!r} not in {dataset}: {info.splits}.')
+  bn_axis = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
+  model = build_model(config, num_classes, bn_axis)
+  plan = optim.plan_steps(info.splits[config.data.train_split], config.train.batch_size,
+                          config.train.num_epochs, config.train.warmup_epochs,
+                          config.train.grad_accum_steps, config.train.num_steps)
+  clip_shape = (1, config.data.clip_len, config.data.crop_size, config.data.crop_size, 3)
+  abstract_params = convert.variable_shapes(model)['params']
+  tx, schedule = optim.create_optimizer(
+      abstract_params, learning_rate=config.train.learning_rate, plan=plan,
+      weight_decay=config.train.weight_decay, b1=config.train.b1, b2=config.train.b2,
+      backbone_lr_mult=config.train.backbone_lr_mult,
+      grad_clip_norm=config.train.grad_clip_norm or None)
+  kwargs = dict(label_smoothing=config.train.label_smoothing,
+                grad_accum_steps=config.train.grad_accum_steps)
+  if config.parallelism == 'jit':
+    runtime = parallel.JitRuntime(model, tx, schedule, num_classes, clip_shape,
+                                  dict(config.mesh), **kwargs)
+  else:
+    runtime = parallel.PmapRuntime(model, tx, schedule, num_classes, clip_shape, **kwargs)
+  _check_batch('config.train.batch_size', config.train.batch_size, runtime.batch_shards)
+  _check_batch('config.eval.batch_size', config.eval.batch_size, runtime.batch_shards)
+  return Setup(model, runtime, plan, dataset, info, num_classes, config.train.batch_size)
+
+
+def train_iterator(config, dataset: str):
+  d = config.data
+  return iter(data.create_train_dataset(
+      name=dataset, data_dir=d.data_dir, split=d.train_split,
+      batch_size=config.train.batch_size // jax.process_count(), clip_len=d.clip_len,
+      frame_interval=d.frame_interval, crop_size=d.crop_size, short_side=d.short_side,
+      random_resized_crop=d.random_resized_crop, area_range=tuple(d.area_range),
+      aspect_range=tuple(d.aspect_range), flip=d.flip, seed=config.seed,
+      num_workers=d.num_workers, prefetch=d.prefetch))
+
+
+# -------------------------------------------------------------------------- evaluation
+
+
+def evaluate(config, s: Setup, state, split: str | None = None) -> dict[str, float]:
+  """The whole split, `eval_num_clips x eval_num_crops` views per video."""
+  d = config.data
+  eval_data = data.create_eval_dataset(
+      name=s.dataset, data_dir=d.data_dir, split=split or d.eval_split,
+      batch_size=config.eval.batch_size // jax.process_count(), clip_len=d.clip_len,
+      frame_interval=d.frame_interval, num_clips=d.eval_num_clips,
+      num_crops=d.eval_num_crops, crop_size=d.eval_crop_size, short_side=d.eval_short_side,
+      num_workers=d.num_workers)
+  totals = None
+  for batch in eval_data:
+    sums = s.runtime.fetch(s.runtime.eval_step(state, batch))
+    totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
+  if totals is None:
+    raise ValueError(f'The eval split {split or d.eval_split!r} of {s.dataset} is empty.')
+  return steps.summarize_eval(totals)
+
+
+# ------------------------------------------------------------------------ preemption
+
+
+class StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop polls (all processes agree on it)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def should_stop(self) -> bool:
+    local = self.received is not None
+    if jax.process_count() > 1:
+      flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
+      return bool(np.any(flags))
+    return local
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------------------------ loop
+
+
+def _flush(pending: list, runtime) -> list[tuple[int, dict[str, float]]]:
+  """Fetches queued step metrics; raises on the first non-finite loss."""
+  rows = []
+  for step, metrics in pending:
+    values = {k: float(v) for k, v in runtime.fetch(metrics).items()}
+    if not np.isfinite(values['loss']):
+      raise NonFiniteLossError(
+          f'Loss is {values["loss"]} at step {step}; stopping. Checkpoints written before '
+          'this step are kept; lower the learning rate or check the data.')
+    rows.append((step, values))
+  pending.clear()
+  return rows
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming if `workdir` has checkpoints) and evaluates; returns final metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  s = setup(config)
+  runtime, plan = s.runtime, s.plan
+  log.info('DualFormer-%s, %d classes; %s with %d devices; %d train videos, %d steps '
+           '(%d per epoch), batch %d.', config.model.variant, s.num_classes, runtime.name,
+           jax.device_count(), s.info.splits[config.data.train_split], plan.total_micro_steps,
+           plan.steps_per_epoch * plan.grad_accum_steps, config.train.batch_size)
+
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, head_rng = jax.random.split(rng)
+  state = runtime.init_state(init_rng)
+  data_iter = train_iterator(config, s.dataset)
+  checkpointer = checkpointing.TrainCheckpointer(os.path.join(workdir, 'checkpoints'),
+                                                 keep=config.checkpoint.keep,
+                                                 async_save=config.checkpoint.async_save)
+  model_config = models.model_config(s.model)
+  restored = checkpointer.restore(runtime.abstract_state(runtime.for_checkpoint(state))
+                                  if runtime.name == 'jit' else runtime.abstract_state(state),
+                                  data_iter)
+  if restored is not None:
+    state = runtime.from_checkpoint(restored[0])
+    log.info('Resumed from %s at step %d.', checkpointer.directory, restored[1])
+  elif config.init_from:
+    pretrained = load_pretrained(config.init_from, s.model, head_rng)
+    state = runtime.with_variables(state, pretrained['params'], pretrained['batch_stats'])
+    log.info('Initialized from %s.', config.init_from)
+
+  writer = metrics_writer.MetricsWriter(workdir)
+  start = int(runtime.fetch(state.step) if runtime.name == 'jit' else
+              jax.device_get(state.step[0]))
+  total = plan.total_micro_steps
+  progress = metrics_writer.Progress(total, start, s.clips_per_step)
+  stop = StopSignal()
+  pending: list = []
+  final: dict[str, Any] = {'step': start}
+  eval_metrics = None
+
+  def save(metrics=None, force=False):
+    checkpointer.save(runtime.for_checkpoint(state), data_iter, model_config, metrics=metrics,
+                      force=force)
+
+  def log_rows(rows):
+    for step, values in rows:
+      values['clips_per_sec'] = progress.clips_per_sec(step)
+      writer.write(step, {k: values[k] for k in
+                          ('loss', 'lr', 'grad_norm', 'accuracy', 'clips_per_sec')}, 'train')
+      progress.show(loss=values['loss'], lr=values['lr'], clips_s=values['clips_per_sec'])
+
+  try:
+    step = start
+    while step < total:
+      batch = next(data_iter)
+      state, metrics = runtime.train_step(state, batch)
+      step += 1
+      pending.append((step, metrics))
+      last = step == total
+      if step % config.train.log_every_steps == 0 or last:
+        log_rows(_flush(pending, runtime)[-1:])
+      progress.update(step)
+      evaluate_now = config.eval.every_steps and step % config.eval.every_steps == 0
+      if evaluate_now and not last:
+        _flush(pending, runtime)
+        eval_metrics = evaluate(config, s, state)
+        writer.write(step, eval_metrics, 'eval')
+        progress.write(f'step {step}: eval {eval_metrics}')
+        save(metrics=eval_metrics, force=True)
+      elif (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0
+            and not last):  # the last step is saved below, with its eval metrics
+        _flush(pending, runtime)
+        save()
+      if stop.should_stop():
+        _flush(pending, runtime)
+        progress.write(f'{stop.received or "stop signal"} received: saving step {step} '
+                       'and exiting.')
+        save(force=True)
+        checkpointer.wait_until_finished()
+        final.update(step=step, preempted=True)
+        return final
+
+    _flush(pending, runtime)
+    if config.eval.at_end:
+      eval_metrics = evaluate(config, s, state)
+      writer.write(step, eval_metrics, 'eval')
+      progress.write(f'step {step}: eval ' + ', '.join(
+          f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
+          for k, v in eval_metrics.items()))
+    if checkpointer.latest_step() != step:
+      save(metrics=eval_metrics, force=True)
+    checkpointer.wait_until_finished()
+    final.update(step=step, **(eval_metrics or {}))
+    return final
+  finally:
+    progress.close()
+    stop.restore()
+    checkpointer.wait_until_finished()
+    writer.close()
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        checkpoint: str | None = None) -> dict[str, Any]:
+  """`--mode eval`: evaluates the latest checkpoint in `workdir` (or `checkpoint`, a
+  step directory or one of our model checkpoints) on `config.data.eval_split`."""
+  s = setup(config)
+  state = s.runtime.init_state(jax.random.PRNGKey(config.seed))
+  if checkpoint is None:
+    directory = os.path.join(workdir, 'checkpoints')
+    steps_found = [int(p) for p in os.listdir(directory) if p.isdigit()] \
+        if os.path.isdir(directory) else []
+    if not steps_found:
+      raise FileNotFoundError(f'No checkpoint in {directory}: train first or pass --checkpoint.')
+    checkpoint = os.path.join(directory, str(max(steps_found)))
+  _, variables = model_checkpoint.load_model(checkpoint)
+  state = s.runtime.with_variables(state, variables['params'], variables['batch_stats'])
+  metrics = evaluate(config, s, state)
+  writer = metrics_writer.MetricsWriter(workdir)
+  writer.write(-1, {**metrics, 'checkpoint': str(checkpoint)}, 'eval')
+  writer.close()
+  return metrics
