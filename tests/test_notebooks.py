@@ -25,6 +25,10 @@ def execute(name: str, cwd: pathlib.Path, monkeypatch, overrides: dict | None = 
     cell.source += '\n# Injected by the test.\n' + '\n'.join(
         f'{k} = {v!r}' for k, v in overrides.items())
   monkeypatch.setenv('PYTHONPATH', str(REPO))
+  # A plain CPU runtime: one device (the notebooks that want more simulate them), but
+  # keep the test session's other XLA flags (they only shorten compilation).
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split() if 'device_count' not in f]
+  monkeypatch.setenv('XLA_FLAGS', ' '.join(flags))
   NotebookClient(nb, timeout=TIMEOUT_S, kernel_name='python3',
                  resources={'metadata': {'path': str(cwd)}}).execute()
   return nb
@@ -82,3 +86,18 @@ def test_01_quickstart_with_an_official_pth(tmp_path, monkeypatch, golden_state_
   assert '10 classes, clips of (8, 224, 224)' in text
   assert text.count('rank  class') == 2 and 'class_' in text
   assert images(nb) == 2
+
+
+def test_02_finetune_your_videos(tmp_path, monkeypatch):
+  nb = execute('02_finetune_your_videos', tmp_path, monkeypatch)
+  text = text_outputs(nb)
+  assert 'train/right/broken.mp4: zero-byte file' in text  # the skip report
+  assert "'train': 24" in text and 'does not fit num_classes=8: re-initializing' in text
+  files = tmp_path / 'finetune_files'
+  rows = [json.loads(line) for line in (files / 'workdir' / 'metrics.jsonl').open()]
+  assert [r['step'] for r in rows if 'loss' in r] == list(range(1, 9))
+  assert [r['step'] for r in rows if 'top1' in r] == [4, 8]
+  assert '8 train rows' in text and images(nb) == 1
+  assert 'rank  class' in text and '(true class: down)' in text
+  assert 'dualformer_nano_my_videos.pth: 162 tensors, classifier (8, 256)' in text
+  assert 'round trip max |difference|: 0.0' in text
