@@ -101,3 +101,18 @@ def test_02_finetune_your_videos(tmp_path, monkeypatch):
   assert 'rank  class' in text and '(true class: down)' in text
   assert 'dualformer_nano_my_videos.pth: 162 tensors, classifier (8, 256)' in text
   assert 'round trip max |difference|: 0.0' in text
+
+
+def test_03_train_on_tpu(tmp_path, monkeypatch):
+  nb = execute('03_train_on_tpu', tmp_path, monkeypatch)
+  text = text_outputs(nb)
+  assert '8 devices (cpu)' in text
+  assert "logical ('embed', 'mlp') -> mesh ('fsdp', 'tensor'): (16, 64) on each device" in text
+  assert "logits (4, 8) P(('data', 'fsdp'), None) | on one device: (1, 8)" in text
+  assert 'sending SIGTERM (a preemption) after step 2' in text
+  stopped = int(text.split('SIGTERM received: saving step ')[1].split()[0])
+  assert 2 <= stopped < 4 and f'at step {stopped}.' in text  # 'Resumed from ... at step N.'
+  rows = [json.loads(line) for line in (tmp_path / 'tpu_files' / 'workdir' /
+                                        'metrics.jsonl').open()]
+  assert [r['step'] for r in rows if 'loss' in r] == [1, 2, 3, 4]  # none lost or repeated
+  assert rows[-1]['step'] == 4 and 'top1' in rows[-1]
