@@ -14,6 +14,7 @@ from dualformer_jax import convert
 from dualformer_jax import model_checkpoint
 from dualformer_jax import models
 from dualformer_jax import predict
+from dualformer_jax import sharding
 from dualformer_jax.data import sampling
 from dualformer_jax.data import synthetic
 from dualformer_jax.data import transforms
@@ -24,10 +25,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CONTAINERS = {'mp4': 'libx264', 'avi': 'mjpeg', 'webm': 'libvpx-vp9', 'mkv': 'mpeg4'}
 
 
-def run_predict(*args):
+def run_predict(*args, env=None):
   """`python -m dualformer_jax.predict ARGS` from the repository root."""
   return subprocess.run([sys.executable, '-m', 'dualformer_jax.predict', *map(str, args)],
-                        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+                        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+                        env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope='module')
@@ -276,3 +278,26 @@ def test_load_checkpoint_kinds(workdir, tmp_path, golden_state_dict):
   assert loaded == model
   np.testing.assert_allclose(variables['params']['head']['fc_cls']['kernel'],
                              steps[3]['params']['head']['fc_cls']['kernel'])
+
+
+def test_checkpoint_saved_on_another_topology(tmp_path, workdir, videos):
+  """A step saved sharded over 8 devices (a TPU mesh) is read by a 1-device process."""
+  root, model, steps = workdir
+  assert jax.device_count() == 8
+  mesh = sharding.create_mesh({'data': 2, 'fsdp': 2, 'tensor': 2})
+  boxed = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                            np.zeros((1, 8, 64, 64, 3), np.float32)))
+  layout = sharding.logical_to_shardings(boxed, mesh)
+  sharded = jax.device_put(steps[7], layout)
+  fc1 = sharded['params']['backbone']['block_0_0']['mlp']['fc1']['kernel']
+  assert fc1.addressable_shards[0].data.shape == (16, 64)
+  model_checkpoint.save_model(tmp_path / 'sharded', sharded, model)
+
+  one_device = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
+                        if 'device_count' not in f)
+  result = run_predict('--checkpoint', tmp_path / 'sharded', '--video', videos['mp4'],
+                       '--json', env={'XLA_FLAGS': one_device})
+  assert result.returncode == 0, result.stderr[-3000:]
+  probs = predict.classify_video(model, steps[7], videos['mp4'])
+  check_top_k({r['index']: r['probability'] for r in json.loads(result.stdout)['top_k']},
+              probs, 5)
