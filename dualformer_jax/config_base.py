@@ -16,6 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.variant = 'tiny'
   c.model.num_classes = -1  # -1: the dataset's number of classes.
   c.model.video_size = ()  # (T, H, W) the model is built for; (): the variant's
+  c.model.embed_dims = ()  # per-stage overrides of the variant; (): the variant's
+  c.model.num_heads = ()
+  c.model.depths = ()
   c.model.drop_rate = 0.0
   c.model.attn_drop_rate = 0.0
   c.model.drop_path_rate = 0.1
@@ -84,4 +87,5 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1  # -1: all remaining devices
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
+  c.mesh.num_devices = 0  # use the first N devices (0: all)
   return c

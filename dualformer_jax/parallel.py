@@ -27,9 +27,10 @@ class JitRuntime:
   name = 'jit'
 
   def __init__(self, model, tx, schedule, num_classes: int, clip_shape, mesh_shape,
-               rules=sharding_lib.DEFAULT_RULES, label_smoothing=0.0, grad_accum_steps=1):
+               rules=sharding_lib.DEFAULT_RULES, label_smoothing=0.0, grad_accum_steps=1,
+               devices=None):
     self.model, self.tx, self.rules = model, tx, rules
-    self.mesh = sharding_lib.create_mesh(mesh_shape)
+    self.mesh = sharding_lib.create_mesh(mesh_shape, devices)
     self.clip_shape = clip_shape
     self.batch_shards = self.mesh.shape['data'] * self.mesh.shape['fsdp']
     self._train_step = steps.make_train_step(model, tx, schedule,
@@ -84,7 +85,7 @@ class JitRuntime:
   @staticmethod
   def fetch(tree) -> Any:
     """Replicated outputs -> host numpy (each process reads its local copy)."""
-    return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), tree)
+    return jax.tree_util.tree_map(lambda x: np.array(x.addressable_data(0)), tree)  # a copy
 
 
 class PmapRuntime:
@@ -107,7 +108,17 @@ class PmapRuntime:
                                axis_name=PMAP_AXIS)
 
   def _replicate(self, tree):
-    return jax.device_put_replicated(tree, self.devices)
+    """One copy per local device, as a pmap-sharded array `[devices, ...]`."""
+    n = len(self.devices)
+
+    stacked = NamedSharding(jax.sharding.Mesh(np.asarray(self.devices), (PMAP_AXIS,)),
+                            PartitionSpec(PMAP_AXIS))
+
+    def put(x):
+      x = np.asarray(x)
+      return jax.device_put(np.broadcast_to(x[None], (n, *x.shape)), stacked)
+
+    return jax.tree_util.tree_map(put, tree)
 
   def init_state(self, rng):
     _, init_state = train_state_lib.make_init_fn(self.model, self.tx, self.clip_shape)

@@ -62,8 +62,9 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   overrides = dict(drop_rate=m.drop_rate, attn_drop_rate=m.attn_drop_rate,
                    drop_path_rate=m.drop_path_rate, head_dropout_rate=m.head_dropout_rate,
                    remat=m.remat, dtype=jnp.dtype(m.dtype), bn_axis_name=bn_axis_name)
-  if m.video_size:
-    overrides['video_size'] = tuple(m.video_size)
+  for field in ('video_size', 'embed_dims', 'num_heads', 'depths'):
+    if m[field]:
+      overrides[field] = tuple(m[field])
   return models.create_model(m.variant, num_classes=num_classes, **overrides)
 
 
@@ -123,8 +124,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   kwargs = dict(label_smoothing=config.train.label_smoothing,
                 grad_accum_steps=config.train.grad_accum_steps)
   if config.parallelism == 'jit':
-    runtime = parallel.JitRuntime(model, tx, schedule, num_classes, clip_shape,
-                                  dict(config.mesh), **kwargs)
+    mesh = {axis: config.mesh[axis] for axis in ('data', 'fsdp', 'tensor')}
+    devices = jax.devices()[:config.mesh.num_devices] if config.mesh.num_devices else None
+    runtime = parallel.JitRuntime(model, tx, schedule, num_classes, clip_shape, mesh,
+                                  devices=devices, **kwargs)
   else:
     runtime = parallel.PmapRuntime(model, tx, schedule, num_classes, clip_shape, **kwargs)
   _check_batch('config.train.batch_size', config.train.batch_size, runtime.batch_shards)
