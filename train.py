@@ -1,8 +1,8 @@
 """Train or evaluate DualFormer.
 
     python train.py --config configs/default.py --workdir workdir/default
-    python train.py --config configs/k400.py:tiny --workdir gs://bucket/k400_tiny \
-        --config.data.data_dir=gs://bucket/tfds
+    python train.py --config configs/k400.py:tiny --workdir /mnt/shared/k400_tiny \
+        --config.data.data_dir=/mnt/shared/tfds
     python train.py --config configs/default.py --workdir workdir/default --mode eval
 
 Several hosts (e.g. a TPU pod): run the same command on every host; JAX finds the

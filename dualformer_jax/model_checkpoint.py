@@ -11,6 +11,7 @@ adds optimizer and data-iterator items beside these):
 import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -24,6 +25,7 @@ def save_model(path: str | os.PathLike, variables: dict[str, Any],
                model: models.DualFormer, force: bool = False) -> None:
   """Writes `variables` and `model`'s architecture as an orbax checkpoint at `path`."""
   path = epath.Path(os.path.abspath(os.fspath(path)))
+  variables = nn.unbox(variables)  # straight from model.init: drop the partitioning boxes
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
     checkpointer.save(
         path,
@@ -50,12 +52,20 @@ def load_model(path: str | os.PathLike, **model_overrides: Any
   if not is_model_checkpoint(path):
     raise FileNotFoundError(
         f'{path} is not a dualformer_jax checkpoint (expected the items {MODEL_ITEMS}).')
+  # An explicit one-device target: checkpoints written sharded on another topology (a
+  # TPU mesh, 8 simulated devices) restore here too.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = lambda tree: jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), tree)
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
     config = checkpointer.restore(
         path, ocp.args.Composite(model_config=ocp.args.JsonRestore()))['model_config']
     model = models.model_from_config(config, **model_overrides)
-    restored = checkpointer.restore(
-        path, ocp.args.Composite(params=ocp.args.StandardRestore(),
-                                 batch_stats=ocp.args.StandardRestore()))
-  variables = {'params': restored['params'], 'batch_stats': restored['batch_stats'] or {}}
-  return model, jax.device_put(variables)
+    from dualformer_jax import convert  # pylint: disable=g-import-not-at-top
+    shapes = convert.variable_shapes(model)
+    items = {'params': ocp.args.StandardRestore(target(shapes['params']))}
+    if shapes.get('batch_stats'):
+      items['batch_stats'] = ocp.args.StandardRestore(target(shapes['batch_stats']))
+    restored = checkpointer.restore(path, ocp.args.Composite(**items))
+  return model, {'params': restored['params'],
+                 'batch_stats': restored.get('batch_stats') or {}}

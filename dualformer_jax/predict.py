@@ -158,26 +158,9 @@ def load_model_here(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
   Unlike a restore without a target, this also reads checkpoints written on another
   device topology (e.g. a training step saved sharded over a TPU mesh, read on a laptop).
   """
-  import jax  # pylint: disable=import-outside-toplevel
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from dualformer_jax import model_checkpoint  # pylint: disable=import-outside-toplevel
 
-  from dualformer_jax import convert, models  # pylint: disable=import-outside-toplevel
-
-  path = os.path.abspath(os.fspath(path))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-    config = checkpointer.restore(
-        path, ocp.args.Composite(model_config=ocp.args.JsonRestore()))['model_config']
-    model = models.model_from_config(config)
-    shapes = convert.variable_shapes(model)
-    target = lambda tree: jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), tree)
-    items = {'params': ocp.args.StandardRestore(target(shapes['params']))}
-    if shapes.get('batch_stats'):
-      items['batch_stats'] = ocp.args.StandardRestore(target(shapes['batch_stats']))
-    restored = checkpointer.restore(path, ocp.args.Composite(**items))
-  return model, {'params': restored['params'],
-                 'batch_stats': restored.get('batch_stats') or {}}
+  return model_checkpoint.load_model(path)
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:

@@ -289,7 +289,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _flush(pending, runtime)
         progress.write(f'{stop.received or "stop signal"} received: saving step {step} '
                        'and exiting.')
-        save(force=True)
+        if checkpointer.latest_step() != step:
+          save(force=True)
         checkpointer.wait_until_finished()
         final.update(step=step, preempted=True)
         return final
