@@ -1,6 +1,12 @@
 """The two DualFormer attentions: local windows (LW-MSA) and a global pyramid (GP-MSA).
 
 Both take and return channels-last token grids `[b, d, h, w, c]`.
+
+Speed (benchmarks/NOTES.md): the softmax attention runs head-major (`[..., heads,
+tokens, head_dim]`, plain batched matrix multiplies). On CPU it runs in chunks (groups of
+windows for LW-MSA, groups of queries for GP-MSA) whose logits fit in cache, each chunk
+recomputed in the backward pass instead of storing its softmax weights; on GPU and TPU
+it is one batched computation. Both give the same numbers up to float rounding.
 """
 
 from typing import Any
@@ -17,6 +23,63 @@ Shape3 = tuple[int, int, int]
 
 # The coarse level first pools each (1, 7, 7) patch, then the rest of the coarse kernel.
 COARSE_FIRST_KERNEL = (1, 7, 7)
+
+# On CPU, the float32 attention logits of one chunk stay below this many bytes.
+CPU_CHUNK_BYTES = 4 * 2 ** 20
+
+
+def attention_chunk_bytes() -> int | None:
+  """Logit bytes per attention chunk on the default backend; None: one chunk (no loop)."""
+  return CPU_CHUNK_BYTES if jax.default_backend() == 'cpu' else None
+
+
+def chunk_count(items: int, bytes_per_item: int, budget: int | None) -> int:
+  """How many equal chunks to split `items` into so each chunk's logits fit `budget`."""
+  if budget is None or items * bytes_per_item <= budget:
+    return 1
+  per_chunk = max(1, budget // bytes_per_item)
+  while items % per_chunk:  # the largest divisor of `items` not above the budget
+    per_chunk -= 1
+  return items // per_chunk
+
+
+def map_chunks(fn, xs: tuple[jax.Array, ...], num_chunks: int) -> jax.Array:
+  """`fn(*xs)` computed over `num_chunks` slices of the leading axis of every `xs`.
+
+  With more than one chunk it is a loop (`lax.map`) whose body is rematerialized: the
+  backward pass recomputes each chunk's attention in cache instead of reading stored
+  softmax weights back from memory.
+  """
+  if num_chunks == 1:
+    return fn(*xs)
+  split = lambda t: t.reshape(num_chunks, t.shape[0] // num_chunks, *t.shape[1:])
+  body = jax.checkpoint(lambda args: fn(*args))
+  out = jax.lax.map(body, tuple(split(t) for t in xs))
+  return out.reshape(-1, *out.shape[2:])
+
+
+def softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout_rate: float = 0.0,
+                      dropout_rng: jax.Array | None = None) -> jax.Array:
+  """Head-major softmax attention: q `[..., n, e]`, k and v `[..., m, e]` -> `[..., n, e]`.
+
+  Leading axes (batch, windows, heads) are batch axes. The softmax is in float32.
+  `dropout_rng` (with a positive `dropout_rate`) drops attention weights as
+  `nn.Dropout` does.
+  """
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum('...ne,...me->...nm', q * scale, k)
+  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+  if dropout_rate > 0.0 and dropout_rng is not None:
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0).astype(q.dtype)
+  return jnp.einsum('...nm,...me->...ne', weights, v)
+
+
+def _dropout_keys(module: nn.Module, rate: float, train: bool, num_chunks: int):
+  """One dropout key per chunk when attention dropout is active, else zeros (unused)."""
+  if train and rate > 0.0:
+    return jax.random.split(module.make_rng('dropout'), num_chunks)
+  return jnp.zeros((num_chunks, 2), jnp.uint32)
 
 
 def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: nn.Module,
@@ -48,6 +111,30 @@ def window_merge(windows: jax.Array, window: Shape3, grid: tuple[int, int, int, 
   return x.reshape(b, d, h, w, c)
 
 
+def windows_first(x: jax.Array, window: Shape3) -> jax.Array:
+  """`[b, d, h, w, c]` -> `[windows, b, wd * wh * ww, c]`: windows lead, batch stays whole.
+
+  Windows are in `(nd, nh, nw)` order and tokens in `(d, h, w)` order, as in
+  `window_partition`; keeping the batch axis whole keeps its sharding.
+  """
+  b, d, h, w, c = x.shape
+  wd, wh, ww = window
+  x = x.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+  x = x.transpose(1, 3, 5, 0, 2, 4, 6, 7)  # [nd, nh, nw, b, wd, wh, ww, c]
+  return x.reshape(-1, b, wd * wh * ww, c)
+
+
+def windows_first_merge(windows: jax.Array, window: Shape3,
+                        grid: tuple[int, int, int, int]) -> jax.Array:
+  """Inverse of `windows_first`; `grid` is `(b, d, h, w)`."""
+  b, d, h, w = grid
+  wd, wh, ww = window
+  c = windows.shape[-1]
+  x = windows.reshape(d // wd, h // wh, w // ww, b, wd, wh, ww, c)
+  x = x.transpose(3, 0, 4, 1, 5, 2, 6, 7)  # [b, nd, wd, nh, wh, nw, ww, c]
+  return x.reshape(b, d, h, w, c)
+
+
 class LocalWindowAttention(nn.Module):
   """LW-MSA: full self-attention inside non-overlapping space-time windows.
 
@@ -66,17 +153,26 @@ class LocalWindowAttention(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     b, d, h, w, c = x.shape
-    head_dim = c // self.num_heads
-    windows = window_partition(x, self.window_size)  # [b * nwin, n, c]
+    heads, head_dim = self.num_heads, c // self.num_heads
+    windows = windows_first(x, self.window_size)  # [nwin, b, n, c]
     qkv = layers.dense(3 * c, ('embed', 'qkv'), 'qkv', self.dtype, self.param_dtype,
-                       use_bias=self.qkv_bias)(windows)  # [b * nwin, n, 3c]
-    qkv = qkv.reshape(*qkv.shape[:2], 3, self.num_heads, head_dim)  # [bw, n, 3, heads, e]
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out = multi_head_attention(q, k, v, nn.Dropout(self.attn_drop_rate), train)
-    out = out.reshape(*out.shape[:2], c)  # [b * nwin, n, c], head-major channels
+                       use_bias=self.qkv_bias)(windows)  # [nwin, b, n, 3c]
+    nwin, _, n, _ = qkv.shape
+    num_chunks = chunk_count(nwin, b * heads * n * n * 4, attention_chunk_bytes())
+    rate = self.attn_drop_rate if train else 0.0
+
+    def attend(qkv, key):  # [w, b, n, 3c] for w windows -> [w, b, n, c]
+      key = key[0]  # this chunk's dropout key
+      t = qkv.reshape(*qkv.shape[:3], 3, heads, head_dim)
+      t = t.transpose(3, 0, 1, 4, 2, 5)  # [3, w, b, heads, n, e]
+      out = softmax_attention(t[0], t[1], t[2], rate, key)  # [w, b, heads, n, e]
+      return out.transpose(0, 1, 3, 2, 4).reshape(qkv.shape[:3] + (c,))  # head-major
+
+    keys = _dropout_keys(self, rate, train, num_chunks)
+    out = map_chunks(attend, (qkv, keys), num_chunks)  # [nwin, b, n, c]
     out = layers.dense(c, ('heads', 'embed'), 'proj', self.dtype, self.param_dtype)(out)
     out = nn.Dropout(self.proj_drop_rate)(out, deterministic=not train)
-    return window_merge(out, self.window_size, (b, d, h, w))  # [b, d, h, w, c]
+    return windows_first_merge(out, self.window_size, (b, d, h, w))  # [b, d, h, w, c]
 
 
 class GlobalPyramidAttention(nn.Module):
@@ -114,7 +210,6 @@ class GlobalPyramidAttention(nn.Module):
     dense = lambda n, axes, name: layers.dense(n, axes, name, self.dtype, self.param_dtype,
                                                use_bias=self.qkv_bias)
     q = dense(c, ('embed', 'heads'), 'q')(x)  # [b, d, h, w, c]
-    q = q.reshape(b, d * h * w, self.num_heads, head_dim)  # [b, n, heads, e]
 
     if self.pools:
       pooled = [layers.DepthwisePool3D(self.fine_kernel, self.dtype, self.param_dtype,
@@ -134,9 +229,24 @@ class GlobalPyramidAttention(nn.Module):
       kv_tokens = x.reshape(b, d * h * w, c)  # [b, n, c]
 
     kv = dense(2 * c, ('embed', 'kv'), 'kv')(kv_tokens)  # [b, m, 2c]
-    kv = kv.reshape(b, -1, 2, self.num_heads, head_dim)  # [b, m, 2, heads, e]
-    out = multi_head_attention(q, kv[:, :, 0], kv[:, :, 1],
-                               nn.Dropout(self.attn_drop_rate), train)  # [b, n, heads, e]
-    out = out.reshape(b, d, h, w, c)
+    m = kv.shape[1]
+    kv = kv.reshape(b, m, 2, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
+    k, v = kv[0], kv[1]  # [b, heads, m, e]
+
+    n = d * h * w
+    num_chunks = chunk_count(n, b * self.num_heads * m * 4, attention_chunk_bytes())
+    rate = self.attn_drop_rate if train else 0.0
+
+    def attend(q, key):  # [s, b, tokens, c] for s chunks of queries -> the same shape
+      key = key[0]  # this chunk's dropout key
+      heads = q.reshape(*q.shape[:3], self.num_heads, head_dim).transpose(0, 1, 3, 2, 4)
+      out = softmax_attention(heads, k[None], v[None], rate, key)  # [s, b, heads, t, e]
+      return out.transpose(0, 1, 3, 2, 4).reshape(q.shape)  # head-major channels
+
+    # Queries in chunks along the tokens: [num_chunks, b, n / num_chunks, c].
+    q = q.reshape(b, num_chunks, n // num_chunks, c).transpose(1, 0, 2, 3)
+    keys = _dropout_keys(self, rate, train, num_chunks)
+    out = map_chunks(attend, (q, keys), num_chunks)  # [num_chunks, b, n / num_chunks, c]
+    out = out.transpose(1, 0, 2, 3).reshape(b, d, h, w, c)
     out = layers.dense(c, ('heads', 'embed'), 'proj', self.dtype, self.param_dtype)(out)
     return nn.Dropout(self.proj_drop_rate)(out, deterministic=not train)
