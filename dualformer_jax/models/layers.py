@@ -58,9 +58,9 @@ def layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
 
 def dense(features: int, axes: tuple[str, str], name: str, dtype: Dtype,
           param_dtype: Dtype, use_bias: bool = True,
-          kernel_init=trunc_normal_002) -> nn.Dense:
+          kernel_init=trunc_normal_002) -> 'Dense':
   """A Linear layer: kernel `[in, out]` with logical axes `axes`, bias on `axes[1]`."""
-  return nn.Dense(
+  return Dense(
       features,
       use_bias=use_bias,
       dtype=dtype,
@@ -69,6 +69,79 @@ def dense(features: int, axes: tuple[str, str], name: str, dtype: Dtype,
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[1],)),
       name=name,
   )
+
+
+class Dense(nn.Module):
+  """`flax.linen.Dense` (same parameters, names and numerics) with a hand-written VJP.
+
+  Attributes:
+    features: output width.
+    use_bias: add a bias.
+    kernel_init, bias_init: initializers of `kernel [in, features]` and `bias [features]`.
+  """
+  features: int
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Any = trunc_normal_002
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', self.kernel_init, (inputs.shape[-1], self.features),
+                        self.param_dtype)
+    bias = None
+    if self.use_bias:
+      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      bias = bias.astype(self.dtype)
+    return linear(inputs.astype(self.dtype), kernel.astype(self.dtype), bias)
+
+
+def _contract_last(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+@jax.custom_vjp
+def linear(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+  """`x @ kernel + bias` over the last axis of `x`, with a hand-written backward pass.
+
+  The kernel gradient contracts over all tokens, so one of its operands is transposed
+  in memory; XLA fuses that operand's element-wise producers (GELU, LayerNorm) into the
+  transposing copy, which on CPU runs far slower than the matrix multiply itself. The
+  backward pass picks the narrower operand to transpose, and when that is the input
+  it appends a column of ones so the same matrix multiply also yields the bias
+  gradient (instead of a separate reduction over the tokens, which XLA fuses the same
+  way). Same values as autodiff up to float rounding.
+  """
+  y = _contract_last(x, kernel)
+  return y if bias is None else y + bias
+
+
+def _linear_fwd(x, kernel, bias):
+  return linear(x, kernel, bias), (x, kernel, bias is not None)
+
+
+def _linear_bwd(residuals, g):
+  x, kernel, has_bias = residuals
+  dx = jax.lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())))
+  tokens = tuple(range(x.ndim - 1))  # contracted in the kernel gradient
+  over_tokens = ((tokens, tokens), ((), ()))
+  dbias = None
+  if g.shape[-1] < x.shape[-1]:  # transpose the gradient: [out, in] -> [in, out]
+    dkernel = jax.lax.dot_general(g, x, over_tokens).T
+    if has_bias:
+      dbias = jnp.sum(g, axis=tokens, dtype=jnp.promote_types(g.dtype, jnp.float32))
+      dbias = dbias.astype(g.dtype)
+  elif has_bias:  # transpose the input, with a ones column for the bias gradient
+    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    both = jax.lax.dot_general(jnp.concatenate([x, ones], axis=-1), g, over_tokens)
+    dkernel, dbias = both[:-1], both[-1]
+  else:
+    dkernel = jax.lax.dot_general(x, g, over_tokens)
+  return dx, dkernel, dbias
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
 
 
 def split_into_blocks(x: jax.Array, block: Shape3) -> jax.Array:
@@ -144,9 +217,14 @@ class DepthwisePool3D(nn.Module):
         'bias', nn.with_logical_partitioning(torch_conv_bias_init(fan_in), ('embed',)),
         (channels,), self.param_dtype)
     blocks = split_into_blocks(x.astype(self.dtype), self.kernel_size)
-    # [b, d, kd, h, kh, w, kw, c] x [kd, kh, kw, c] -> [b, d, h, w, c]
-    y = jnp.einsum('bdihjwkc,ijkc->bdhwc', blocks, kernel.astype(self.dtype))
-    return y + bias.astype(self.dtype)
+    # [b, d, kd, h, kh, w, kw, c] * [kd, 1, kh, 1, kw, c], summed over the block axes.
+    # A multiply and a reduction with channels kept minor fuse into one pass over the
+    # input; as an einsum (channels a batch axis of a matrix multiply) XLA first
+    # transposes the whole input.
+    weights = kernel.astype(self.dtype)[:, None, :, None, :, :]
+    y = jnp.sum(blocks * weights, axis=(2, 4, 6), dtype=jnp.promote_types(self.dtype,
+                                                                          jnp.float32))
+    return (y + bias).astype(self.dtype)
 
 
 class DepthwiseConv3D(nn.Module):
@@ -172,20 +250,65 @@ class DepthwiseConv3D(nn.Module):
     bias = self.param(
         'bias', nn.with_logical_partitioning(torch_conv_bias_init(fan_in), ('embed',)),
         (channels,), self.param_dtype)
-    # A sum of shifted, channel-weighted copies: XLA fuses it into one loop, and it
-    # shards along channels without the resharding a grouped convolution needs.
-    kd, kh, kw = self.kernel_size
-    x = x.astype(self.dtype)
-    d, h, w = x.shape[1:4]
-    padded = jnp.pad(x, ((0, 0), (kd // 2, kd // 2), (kh // 2, kh // 2), (kw // 2, kw // 2),
-                         (0, 0)))
-    kernel = kernel.astype(self.dtype)
-    y = bias.astype(self.dtype)
-    for i in range(kd):
-      for j in range(kh):
-        for k in range(kw):
-          y = y + padded[:, i:i + d, j:j + h, k:k + w] * kernel[i, j, k]
-    return y
+    y = depthwise_conv3d(x.astype(self.dtype), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+def _pad_same(x: jax.Array, kernel_size: Shape3) -> jax.Array:
+  return jnp.pad(x, ((0, 0),) + tuple((k // 2, k // 2) for k in kernel_size) + ((0, 0),))
+
+
+def _shifted_sum(padded: jax.Array, kernel: jax.Array, grid: Shape3) -> jax.Array:
+  """`sum_{i,j,k} padded[:, i:i+d, j:j+h, k:k+w] * kernel[i, j, k]` (one fused loop)."""
+  d, h, w = grid
+  kd, kh, kw = kernel.shape[:3]
+  y = None
+  for i in range(kd):
+    for j in range(kh):
+      for k in range(kw):
+        term = padded[:, i:i + d, j:j + h, k:k + w] * kernel[i, j, k]
+        y = term if y is None else y + term
+  return y
+
+
+@jax.custom_vjp
+def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Depthwise 'same' convolution, stride 1: x `[b, d, h, w, c]`, kernel `[kd, kh, kw, c]`.
+
+  A sum of shifted, channel-weighted copies: XLA fuses it into one loop, and it shards
+  along channels without the resharding a grouped convolution needs. The gradient is
+  written out (custom VJP) so the training forward pass keeps only `x`, instead of the
+  kd*kh*kw shifted copies that automatic differentiation of the sum would store.
+  """
+  return _shifted_sum(_pad_same(x, kernel.shape[:3]), kernel, x.shape[1:4])
+
+
+def _depthwise_conv3d_fwd(x, kernel):
+  return depthwise_conv3d(x, kernel), (x, kernel)
+
+
+def _depthwise_conv3d_bwd(residuals, g):
+  x, kernel = residuals
+  ks, grid = kernel.shape[:3], x.shape[1:4]
+  # d/dx: the same sum with the kernel flipped (a correlation of g).
+  dx = _shifted_sum(_pad_same(g, ks), kernel[::-1, ::-1, ::-1], grid)
+  # d/dkernel[i, j, k]: each shifted copy of x times g, summed over batch and grid. One
+  # tap per loop step: written as 27 independent reductions, XLA:CPU fuses them into a
+  # kernel several times slower than running them one after the other.
+  padded = _pad_same(x, ks)
+  acc = jnp.promote_types(kernel.dtype, jnp.float32)
+  offsets = jnp.array(np.indices(ks).reshape(3, -1).T, jnp.int32)  # [taps, 3], (i, j, k)
+
+  def tap(offset):
+    start = (0, offset[0], offset[1], offset[2], 0)
+    shifted = jax.lax.dynamic_slice(padded, start, x.shape)
+    return jnp.sum(shifted * g, axis=(0, 1, 2, 3), dtype=acc)
+
+  dkernel = jax.lax.map(tap, offsets).reshape(kernel.shape).astype(kernel.dtype)
+  return dx.astype(x.dtype), dkernel
+
+
+depthwise_conv3d.defvjp(_depthwise_conv3d_fwd, _depthwise_conv3d_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -259,8 +382,37 @@ class DropPath(nn.Module):
     return jnp.where(keep, x / keep_prob, 0).astype(x.dtype)
 
 
+_SQRT_HALF = float(np.sqrt(0.5))
+_INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+@jax.custom_vjp
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU, `x * (1 + erf(x / sqrt(2))) / 2` (PyTorch's formula).
+
+  `erf` is a short polynomial in XLA, cheaper than the `erfc` of `jax.nn.gelu`. The
+  custom VJP keeps the derivative `Phi(x) + x * phi(x)` computed in the forward pass, so
+  the backward pass is one multiply instead of re-evaluating erf and exp.
+  """
+  return _gelu_fwd(x)[0]
+
+
+def _gelu_fwd(x):
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bfloat16 math in float32
+  cdf = 0.5 + 0.5 * jax.lax.erf(x32 * _SQRT_HALF)
+  derivative = cdf + x32 * jnp.exp(-0.5 * x32 * x32) * _INV_SQRT_2PI
+  return (x32 * cdf).astype(x.dtype), derivative.astype(x.dtype)
+
+
+def _gelu_bwd(derivative, g):
+  return (g * derivative,)
+
+
+gelu.defvjp(_gelu_fwd, _gelu_bwd)
+
+
 class Mlp(nn.Module):
-  """Linear(C, rC) -> GELU (exact) -> Dropout -> Linear(rC, C) -> Dropout."""
+  """Linear(C, rC) -> GELU (exact, erf) -> Dropout -> Linear(rC, C) -> Dropout."""
   hidden_features: int  # Width of the hidden layer (mlp_ratio * C).
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
@@ -270,7 +422,7 @@ class Mlp(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     channels = x.shape[-1]
     x = dense(self.hidden_features, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype)(x)
-    x = nn.gelu(x, approximate=False)
+    x = gelu(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     x = dense(channels, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)(x)
     return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
