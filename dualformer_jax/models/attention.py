@@ -24,8 +24,10 @@ Shape3 = tuple[int, int, int]
 # The coarse level first pools each (1, 7, 7) patch, then the rest of the coarse kernel.
 COARSE_FIRST_KERNEL = (1, 7, 7)
 
-# On CPU, the float32 attention logits of one chunk stay below this many bytes.
+# On CPU, the float32 attention logits of one chunk stay below this many bytes...
 CPU_CHUNK_BYTES = 4 * 2 ** 20
+# ...unless that leaves fewer queries per chunk than this (too small a matrix multiply).
+MIN_CHUNK_QUERIES = 128
 
 
 def attention_chunk_bytes() -> int | None:
@@ -33,11 +35,15 @@ def attention_chunk_bytes() -> int | None:
   return CPU_CHUNK_BYTES if jax.default_backend() == 'cpu' else None
 
 
-def chunk_count(items: int, bytes_per_item: int, budget: int | None) -> int:
-  """How many equal chunks to split `items` into so each chunk's logits fit `budget`."""
+def chunk_count(items: int, bytes_per_item: int, budget: int | None,
+                min_per_chunk: int = 1) -> int:
+  """How many equal chunks to split `items` into so each chunk's logits fit `budget`.
+
+  A chunk holds at least `min_per_chunk` items when `items` allows it.
+  """
   if budget is None or items * bytes_per_item <= budget:
     return 1
-  per_chunk = max(1, budget // bytes_per_item)
+  per_chunk = min(items, max(1, min_per_chunk, budget // bytes_per_item))
   while items % per_chunk:  # the largest divisor of `items` not above the budget
     per_chunk -= 1
   return items // per_chunk
@@ -234,7 +240,8 @@ class GlobalPyramidAttention(nn.Module):
     k, v = kv[0], kv[1]  # [b, heads, m, e]
 
     n = d * h * w
-    num_chunks = chunk_count(n, b * self.num_heads * m * 4, attention_chunk_bytes())
+    num_chunks = chunk_count(n, b * self.num_heads * m * 4, attention_chunk_bytes(),
+                             MIN_CHUNK_QUERIES)
     rate = self.attn_drop_rate if train else 0.0
 
     def attend(q, key):  # [s, b, tokens, c] for s chunks of queries -> the same shape
