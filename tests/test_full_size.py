@@ -104,6 +104,45 @@ def test_torch_reference_reproduces_golden(golden):
       assert int(after[name]) == int(golden['sd/' + name]) + 1
 
 
+def test_gradients_match_torch_reference(golden):
+  """Training gradients (cross-entropy, train mode) equal PyTorch autograd's for every
+  parameter: the hand-written VJPs (Dense, PEG, GELU) and attention remat included."""
+  state_dict = {k[len('sd/'):]: np.array(v) for k, v in golden.items() if k.startswith('sd/')}
+  num_classes = int(golden['classes'])
+  video = golden['input'].astype(np.float32)  # [b, 3, t, h, w]
+  labels = np.arange(video.shape[0]) % num_classes
+
+  ref = reference_model('mini', num_classes=num_classes)
+  ref.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=True)
+  ref.train()
+  loss_ref = torch.nn.functional.cross_entropy(ref(torch.from_numpy(video)),
+                                               torch.from_numpy(labels).long())
+  loss_ref.backward()
+  grads_ref = {k: p.grad.numpy() for k, p in ref.named_parameters()}
+
+  model = models.create_model('mini', num_classes=num_classes, drop_path_rate=0.0,
+                              head_dropout_rate=0.0)
+  variables = convert.from_pytorch(state_dict, model)
+
+  def loss_fn(params):
+    logits, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
+                            jnp.asarray(video.transpose(0, 2, 3, 4, 1)), train=True,
+                            mutable=['batch_stats'])
+    log_probs = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1).mean()
+
+  loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables['params'])
+  assert abs(float(loss) - float(loss_ref)) < 1e-5 * float(loss_ref)
+  grads = convert.to_pytorch({'params': grads, 'batch_stats': variables['batch_stats']}, model)
+  assert set(grads_ref) <= set(grads) and len(grads_ref) > 100
+  scale = max(np.abs(g).max() for g in grads_ref.values())
+  for key, expected in grads_ref.items():
+    # Relative to the tensor's own size, floored at 1e-3 of the largest gradient (the
+    # biases right before the coarse level's BatchNorm have ~1e-9 gradients: noise).
+    err = np.abs(np.asarray(grads[key], np.float64) - expected).max()
+    assert err < 1e-4 * max(np.abs(expected).max(), 1e-3 * scale), key
+
+
 @pytest.mark.parametrize('name', ['tiny', 'small', 'base'])
 def test_torch_reference_official_keys_and_parameter_count(name):
   """Keys, shapes, dtypes and backbone size of the reference = the official model's."""
