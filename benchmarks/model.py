@@ -2,10 +2,13 @@
 
 For each variant, dtype and mode (inference forward; train step = forward, backward and
 an AdamW update), the benchmark compiles the step ahead of time, runs it once to warm
-up, then times `--repeats` runs and reports the median. After every timed model run it
-times a large square matrix multiply in the same dtype on the same device: the roofline
-is the median of those interleaved matmul runs, so a busy machine slows both sides
-alike and the utilization ratio stays meaningful.
+up, then times `--repeats` runs and reports the median. Each timed model run is
+bracketed by back-to-back large square matrix multiplies in the same dtype on the same
+device, for as long as the run took (half before, half after, at most
+`--roofline_seconds` in all); the run's roofline is the mean rate of its bracket, the
+utilization (MFU) is the median over runs of (model FLOP/s) / (roofline), and the table's
+matmul column is the median bracket rate. So a busy machine slows both sides alike and
+the ratio stays meaningful.
 
 FLOP convention: the model's FLOPs come from `dualformer_jax.flops.count_flops`, which
 counts one multiply-add as one FLOP (fvcore, as in the paper). Rates printed here are
