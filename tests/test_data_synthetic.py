@@ -1,5 +1,6 @@
 """The synthetic motion dataset: real mp4 files whose class is the direction of motion."""
 
+import json
 import math
 import os
 import time
@@ -10,26 +11,21 @@ from dualformer_jax.data import (
     SYNTHETIC_CLASSES, SYNTHETIC_ANGLES, create_train_dataset, dataset_info, ensure_synthetic_dataset,
     generate_synthetic_motion_videos, read_video,
 )
-from dualformer_jax.data.synthetic import render_motion_video
+from dualformer_jax.data.synthetic import GENERATOR_VERSION, render_motion_video
 
 
-def estimate_direction(video):
-    """Direction (degrees, image y down) of the thing that moves, from pixels only."""
-    v = video.astype(np.float32)
-    t, h, w, _ = v.shape
-    fg = np.abs(v - np.median(v, axis=0)).sum(-1) > 120
-    centres = []
-    for f in fg:
-        ys, xs = np.nonzero(f)
-        # Circular means: the object wraps around the frame edges.
-        cx = math.atan2(np.sin(2 * np.pi * xs / w).mean(), np.cos(2 * np.pi * xs / w).mean()) * w / (2 * np.pi)
-        cy = math.atan2(np.sin(2 * np.pi * ys / h).mean(), np.cos(2 * np.pi * ys / h).mean()) * h / (2 * np.pi)
-        centres.append((cx, cy))
-    c = np.array(centres)
-    d = np.diff(c, axis=0)
-    d = (d + np.array([w, h]) / 2) % np.array([w, h]) - np.array([w, h]) / 2
-    dx, dy = np.median(d, axis=0)
-    return math.degrees(math.atan2(dy, dx)) % 360, math.hypot(dx, dy)
+def estimate_direction(video, lag=8):
+    """Direction (degrees, image y down) and speed (px/frame) of what moves, from pixels
+    only: the peak of the circular cross-correlation between frames ``lag`` apart, after
+    removing the static part (the per-pixel temporal median)."""
+    v = video.astype(np.float32).sum(-1)
+    moving = v - np.median(v, axis=0)
+    spectra = np.fft.fft2(moving)
+    corr = np.fft.ifft2((spectra[lag:] * np.conj(spectra[:-lag])).sum(0)).real
+    h, w = corr.shape
+    dy, dx = np.unravel_index(np.argmax(corr), corr.shape)
+    dy, dx = (dy + h // 2) % h - h // 2, (dx + w // 2) % w - w // 2
+    return math.degrees(math.atan2(dy, dx)) % 360, math.hypot(dx, dy) / lag
 
 
 def test_class_is_the_direction_of_motion(tmp_path):
@@ -80,3 +76,28 @@ def test_ensure_synthetic_dataset_builds_once(tmp_path):
         name=name, data_dir=tmp_path, batch_size=4, clip_len=8, frame_interval=2, crop_size=28,
         seed=0, process_index=0, process_count=1)))
     assert batch["video"].shape == (4, 8, 28, 28, 3) and set(batch["label"]) <= set(range(8))
+
+
+def test_dataset_of_an_older_generator_is_rebuilt(tmp_path, capsys):
+    sizes = dict(num_videos_per_class_train=1, num_videos_per_class_test=1, num_frames=8, size=32)
+    name = ensure_synthetic_dataset(tmp_path, **sizes, num_workers=1)
+    info = dataset_info(name, tmp_path)
+    marker = os.path.join(info.data_path, "synthetic_motion.json")
+    with open(marker) as f:
+        stamp = json.load(f)
+    assert stamp["generator_version"] == GENERATOR_VERSION
+    stamp["generator_version"] -= 1  # as if an older generator had made it
+    with open(marker, "w") as f:
+        json.dump(stamp, f)
+    with open(os.path.join(tmp_path, "manual", name.split("/")[1], ".complete.json"), "w") as f:
+        json.dump(stamp, f)
+    stale_video = os.path.join(tmp_path, "manual", name.split("/")[1], "train", "left", "stale.mp4")
+    open(stale_video, "wb").close()
+    capsys.readouterr()
+    assert ensure_synthetic_dataset(tmp_path, **sizes, num_workers=1) == name
+    assert "another version of the synthetic generator" in capsys.readouterr().err
+    with open(marker) as f:
+        assert json.load(f)["generator_version"] == GENERATOR_VERSION
+    assert not os.path.exists(stale_video)  # the videos were written again
+    rebuilt = dataset_info(name, tmp_path)
+    assert rebuilt.splits == {"train": 8, "test": 8} and rebuilt.skipped == {"train": 0, "test": 0}

@@ -1,11 +1,11 @@
 """Synthetic motion dataset: real ``.mp4`` files whose class is the direction of motion.
 
-Every video shows one shape moving in a straight line (wrapping around the
-frame edges like a torus) over a random background with static distractor
-shapes and per-frame noise. The class is one of 8 directions, 45 degrees apart;
-shape, size, colours, start position, speed, distractors, background and noise
-are random per video, so a single frame carries no information about the
-class: only motion does. Horizontal flips change the class, so train with
+Every video shows a field of shapes drifting together in a straight line
+(wrapping around the frame edges like a torus) over a random dark background
+with static distractor shapes and per-frame noise. The class is one of 8
+directions, 45 degrees apart; shapes, sizes, colours, start positions, speed,
+distractors, background and noise are random per video, so a single frame
+carries no information about the class: only motion does. Horizontal flips change the class, so train with
 ``flip=False``.
 """
 
@@ -15,6 +15,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -41,14 +42,18 @@ SYNTHETIC_CLASSES = tuple(sorted(SYNTHETIC_ANGLES))
 
 #: Default sizes of ``ensure_synthetic_dataset`` (the project's default dataset).
 SYNTHETIC_DEFAULTS = dict(
-    num_videos_per_class_train=32,
-    num_videos_per_class_test=8,
+    num_videos_per_class_train=96,
+    num_videos_per_class_test=16,
     num_frames=32,
     size=64,
     seed=0,
 )
 
 _SHAPES = ("circle", "square", "diamond", "triangle")
+
+#: Bumped whenever ``render_motion_video`` changes what it draws, so that
+#: ``ensure_synthetic_dataset`` rebuilds datasets made by an older generator.
+GENERATOR_VERSION = 2
 
 
 def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
@@ -62,47 +67,57 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
     return (dy <= 0.8 * r) & (dy >= -r) & (np.abs(dx) <= 0.6 * (dy + r))
 
 
-def _random_colour(rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.ndarray:
-    for _ in range(100):
-        c = rng.integers(0, 256, size=3).astype(np.float32)
-        if avoid is None or np.abs(c - avoid).sum() > 180:
-            return c
-    return 255.0 - avoid
-
-
 def render_motion_video(
     label: int, rng: np.random.Generator, num_frames: int = 32, size: int = 64,
 ) -> np.ndarray:
     """Renders one video of class ``label`` (an index into ``SYNTHETIC_CLASSES``):
-    ``uint8 [num_frames, size, size, 3]``."""
+    ``uint8 [num_frames, size, size, 3]``.
+
+    A field of 6-12 bright shapes (random kind, colour and size) drifts with one
+    common velocity over a dark background of random colour and gradient, with
+    0-2 static bright distractor shapes and per-frame Gaussian noise. Only the
+    direction of the drift depends on ``label``; every other random draw comes
+    from ``rng`` in the same order for every class, so with the same ``rng``
+    state two classes share frame 0 exactly.
+
+    Objects are always brighter than the background: with both contrast
+    polarities a small model needs far more steps to learn motion (see
+    ``docs/data.md``).
+    """
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
 
     def torus(d):  # signed distance on a torus of side `size`
         return (d + size / 2) % size - size / 2
 
-    # Background: a random colour with a gentle random gradient.
-    base = rng.integers(30, 226, size=3).astype(np.float32)
-    gx, gy = rng.uniform(-0.6, 0.6, size=2)
-    bg = base[None, None, :] + (gx * (xs - size / 2) + gy * (ys - size / 2))[..., None] * rng.uniform(-1, 1, size=3)
-    # Static distractors (same family of shapes as the moving one).
-    for _ in range(int(rng.integers(1, 3))):
+    def bright():
+        return rng.uniform(150.0, 255.0, size=3).astype(np.float32)
+
+    # Background: a random dark colour with a gentle random gradient.
+    base = rng.uniform(0.0, 70.0, size=3).astype(np.float32)
+    gx, gy = rng.uniform(-0.3, 0.3, size=2)
+    ramp = (gx * (xs - size / 2) + gy * (ys - size / 2))[..., None]
+    bg = np.clip(base + ramp * rng.uniform(-1.0, 1.0, size=3).astype(np.float32), 0.0, 100.0)
+    # Static distractors (the same family of shapes as the moving ones).
+    for _ in range(int(rng.integers(0, 3))):
         shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
         cx, cy = rng.uniform(0, size, size=2)
-        r = rng.uniform(0.07, 0.12) * size
-        bg[_shape_mask(shape, torus(xs - cx), torus(ys - cy), r)] = _random_colour(rng, base)
-    # The moving object.
-    shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
-    colour = _random_colour(rng, base)
-    r = rng.uniform(0.08, 0.13) * size
+        r = rng.uniform(0.05, 0.09) * size
+        bg[_shape_mask(shape, torus(xs - cx), torus(ys - cy), r)] = bright()
+    # The moving field.
+    movers = []
+    for _ in range(int(rng.integers(6, 13))):
+        shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
+        x0, y0 = rng.uniform(0, size, size=2)
+        movers.append((shape, bright(), rng.uniform(0.05, 0.09) * size, x0, y0))
     angle = math.radians(SYNTHETIC_ANGLES[SYNTHETIC_CLASSES[label]] + rng.uniform(-5.0, 5.0))
-    speed = rng.uniform(0.03, 0.045) * size  # pixels per frame (2-3 px at 64 px)
+    speed = rng.uniform(0.02, 0.03) * size  # pixels per frame (1.3-1.9 px at 64 px)
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
-    x0, y0 = rng.uniform(0, size, size=2)
-    sigma = rng.uniform(3.0, 10.0)
+    sigma = rng.uniform(2.0, 6.0)
     video = np.empty((num_frames, size, size, 3), np.uint8)
     for t in range(num_frames):
         frame = bg.copy()
-        frame[_shape_mask(shape, torus(xs - (x0 + vx * t)), torus(ys - (y0 + vy * t)), r)] = colour
+        for shape, colour, r, x0, y0 in movers:
+            frame[_shape_mask(shape, torus(xs - (x0 + vx * t)), torus(ys - (y0 + vy * t)), r)] = colour
         frame += rng.normal(0.0, sigma, size=frame.shape).astype(np.float32)
         video[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return video
@@ -117,8 +132,8 @@ def _write_one(task) -> str:
 
 def generate_synthetic_motion_videos(
     out_dir: str | os.PathLike,
-    num_videos_per_class_train: int = 32,
-    num_videos_per_class_test: int = 8,
+    num_videos_per_class_train: int = 96,
+    num_videos_per_class_test: int = 16,
     num_frames: int = 32,
     size: int = 64,
     seed: int = 0,
@@ -198,24 +213,37 @@ def ensure_synthetic_dataset(
     config = _config_name(params)
     name = f"{VideoFolder.name}/{config}"
     data_dir = os.fspath(data_dir)
-    built = os.path.join(data_dir, VideoFolder.name, config, str(VideoFolder.VERSION), "dataset_info.json")
-    if os.path.isfile(built):
+    stamp = dict(params, generator_version=GENERATOR_VERSION)
+    built_dir = os.path.join(data_dir, VideoFolder.name, config, str(VideoFolder.VERSION))
+    built_marker = os.path.join(built_dir, "synthetic_motion.json")
+    if _read_json(built_marker) == stamp:
         return name
+    if os.path.exists(built_dir):
+        print(f"Rebuilding {name} in {built_dir}: it was made by another version of the "
+              "synthetic generator.", file=sys.stderr)
+        shutil.rmtree(built_dir)
     manual = os.path.join(data_dir, "manual", config)
     marker = os.path.join(manual, ".complete.json")
-    done = None
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            done = json.load(f)
-    if done != params:
+    if _read_json(marker) != stamp:
+        if os.path.isdir(manual):
+            shutil.rmtree(manual)
         generate_synthetic_motion_videos(manual, num_workers=num_workers, **params)
         with open(marker, "w") as f:
-            json.dump(params, f)
+            json.dump(stamp, f)
     build_dataset(VideoFolder, manual_dir=manual, data_dir=data_dir,
                   config=VideoConfig(name=config, short_side=size,
                                      description="Synthetic motion dataset (8 directions)."),
                   num_workers=num_workers)
+    with open(built_marker, "w") as f:
+        json.dump(stamp, f)
     return name
+
+
+def _read_json(path: str):
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def main(argv=None) -> None:
