@@ -29,13 +29,13 @@ def get_config():
   c.data.eval_crop_size = 64
 
   c.train.batch_size = 16
-  c.train.num_epochs = 12.0  # 768 training videos: 48 steps per epoch, 576 steps
+  c.train.num_epochs = 16.0  # 768 training videos: 48 steps per epoch, 768 steps
   c.train.warmup_epochs = 1.0
-  c.train.learning_rate = 1e-3
+  c.train.learning_rate = 5e-4
   c.train.weight_decay = 0.02
   c.train.log_every_steps = 24
 
-  c.eval.every_steps = 288  # halfway and at the end
+  c.eval.every_steps = 384  # halfway and at the end
   c.eval.batch_size = 16
-  c.checkpoint.every_steps = 288
+  c.checkpoint.every_steps = 384
   return c

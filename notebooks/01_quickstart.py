@@ -74,7 +74,7 @@ print('dualformer_jax from', os.path.dirname(dualformer_jax.__file__))
 CHECKPOINT = ''  # our checkpoint / workdir, or an official .pth; '' = a new model
 VARIANT = 'nano'  # for a new model: 'nano' (8x64x64 clips) or 'tiny'/'small'/'base'
 NUM_CLASSES = 8  # for a new model
-VIDEO = ''  # any video file FFmpeg decodes; '' = a synthetic one (a shape moving right)
+VIDEO = ''  # any video file FFmpeg decodes; '' = a synthetic one (shapes drifting right)
 LABELS = ''  # class names, one per line; '' = the synthetic classes or class_<i>
 NUM_CLIPS = 2  # the official test protocol uses 4 clips ...
 NUM_CROPS = 1  # ... and 1 or 3 crops
