@@ -132,7 +132,7 @@ def test_gradients_match_torch_reference(golden):
     return -jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1).mean()
 
   loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables['params'])
-  assert abs(float(loss) - float(loss_ref)) < 1e-5 * float(loss_ref)
+  assert abs(float(loss) - loss_ref.item()) < 1e-5 * loss_ref.item()
   grads = convert.to_pytorch({'params': grads, 'batch_stats': variables['batch_stats']}, model)
   assert set(grads_ref) <= set(grads) and len(grads_ref) > 100
   scale = max(np.abs(g).max() for g in grads_ref.values())
