@@ -5,8 +5,8 @@ Every video shows a field of shapes drifting together in a straight line
 with static distractor shapes and per-frame noise. The class is one of 8
 directions, 45 degrees apart; shapes, sizes, colours, start positions, speed,
 distractors, background and noise are random per video, so a single frame
-carries no information about the class: only motion does. Horizontal flips change the class, so train with
-``flip=False``.
+carries no information about the class: only motion does. Horizontal flips
+change the class, so train with ``flip=False``.
 """
 
 from __future__ import annotations
@@ -132,11 +132,11 @@ def _write_one(task) -> str:
 
 def generate_synthetic_motion_videos(
     out_dir: str | os.PathLike,
-    num_videos_per_class_train: int = 96,
-    num_videos_per_class_test: int = 16,
-    num_frames: int = 32,
-    size: int = 64,
-    seed: int = 0,
+    num_videos_per_class_train: int = SYNTHETIC_DEFAULTS["num_videos_per_class_train"],
+    num_videos_per_class_test: int = SYNTHETIC_DEFAULTS["num_videos_per_class_test"],
+    num_frames: int = SYNTHETIC_DEFAULTS["num_frames"],
+    size: int = SYNTHETIC_DEFAULTS["size"],
+    seed: int = SYNTHETIC_DEFAULTS["seed"],
     fps: float = 25.0,
     num_workers: int | None = None,
 ) -> dict[str, int]:
@@ -220,7 +220,7 @@ def ensure_synthetic_dataset(
         return name
     if os.path.exists(built_dir):
         print(f"Rebuilding {name} in {built_dir}: it was made by another version of the "
-              "synthetic generator.", file=sys.stderr)
+              "synthetic generator (or its build did not finish).", file=sys.stderr)
         shutil.rmtree(built_dir)
     manual = os.path.join(data_dir, "manual", config)
     marker = os.path.join(manual, ".complete.json")
