@@ -14,7 +14,8 @@ from dualformer_jax.data import (
     IMAGENET_MEAN, IMAGENET_STD, build_dataset, create_eval_dataset, create_train_dataset,
     normalize, sample_test_indices, VideoConfig,
 )
-from dualformer_jax.data.transforms import train_clip, _render  # noqa: F401
+from dualformer_jax.data import transforms
+from dualformer_jax.data.transforms import train_clip
 from dualformer_jax.data.video_io import encode_jpeg, write_video
 
 LENGTHS = [20, 24, 16, 5, 30, 12, 18]  # 5 < one clip of 8 x 2
@@ -124,6 +125,67 @@ def test_flip_and_crop_are_shared_by_the_clip():
     clip = train_clip(jpegs, 10, np.random.default_rng(0), clip_len=4, frame_interval=1, crop_size=32,
                       random_resized_crop=False, flip=False)
     assert clip[:, :, :4].mean() < 10 and clip[:, :, -4:].mean() > 245
+
+
+def test_flipped_clip_is_the_exact_mirror_of_the_unflipped_one():
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, size=(6, 40, 56, 3), dtype=np.uint8)
+    jpegs = [encode_jpeg(f, 90) for f in frames]
+    kwargs = dict(clip_len=4, frame_interval=1, crop_size=24, area_range=(0.3, 1.0))
+    mirrored = 0
+    for s in range(6):
+        plain = train_clip(jpegs, 6, np.random.default_rng(s), flip=False, **kwargs)
+        maybe = train_clip(jpegs, 6, np.random.default_rng(s), flip=True, **kwargs)  # same box
+        if not np.array_equal(maybe, plain):
+            np.testing.assert_array_equal(maybe, plain[:, :, ::-1])
+            mirrored += 1
+    assert 0 < mirrored < 6
+
+
+def test_rendered_crops_match_an_independent_pillow_reference():
+    """FFmpeg's decode + crop + bilinear resize against Pillow's (libjpeg-turbo,
+    crop, antialiased bilinear) on the same JPEGs, and both against the frames
+    before JPEG coding: they differ by rounding and chroma filtering only
+    (under one level on average), and are equally close to the originals."""
+    import io  # pylint: disable=import-outside-toplevel
+
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    def pillow(image, box, size):  # crop, then resize the crop (as mmaction2 does)
+        return np.asarray(image.convert("RGB").crop(box).resize((size, size), Image.BILINEAR), np.float64)
+
+    h, w = 72, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for t in range(5):  # colour ramps and a moving disc with sharp colour edges
+        f = np.stack([2 * xx + 3 * t, 3 * yy, 255 - 2 * xx], -1).astype(np.float64)
+        f[(xx - 20 - 8 * t) ** 2 + (yy - 36) ** 2 < 15 ** 2] = (240, 200, 40)
+        frames.append(np.clip(f, 0, 255).astype(np.uint8))
+    jpegs = [encode_jpeg(f, 95) for f in frames]
+    for box, size in [((10, 4, 70, 64), 32), ((0, 0, 96, 72), 48), ((21, 13, 45, 37), 40)]:
+        unique, out = transforms._render_frames(jpegs, np.arange(5), [box], size)
+        assert out.shape == (1, 5, size, size, 3)
+        for t in range(5):
+            ours = out[0, t].astype(np.float64)
+            aligned = transforms._whole_pixels(box, w, h)
+            ref = pillow(Image.open(io.BytesIO(jpegs[t])), aligned, size)
+            original = pillow(Image.fromarray(frames[t]), aligned, size)
+            assert np.abs(ours - ref).mean() < 1.5, (box, t)
+            ours_err, ref_err = np.abs(ours - original), np.abs(ref - original)
+            assert ours_err.mean() < 1.25 * ref_err.mean() + 0.25, (box, t, ours_err.mean(), ref_err.mean())
+            assert ours_err.max() < ref_err.max() + 12, (box, t, ours_err.max(), ref_err.max())
+            if box[2] + 4 <= w:  # the comparison sees a box 4 px off
+                x0, y0, x1, y1 = aligned
+                shifted = pillow(Image.open(io.BytesIO(jpegs[t])), (x0 + 4, y0, x1 + 4, y1), size)
+                assert np.abs(ours - shifted).mean() > 2 * np.abs(ours - ref).mean()
+    # boxes move to even left/top edges (the chroma grid), by at most a pixel, keeping their size
+    assert transforms._whole_pixels((21, 13, 45, 37), w, h) == (20, 12, 44, 36)
+    assert transforms._whole_pixels((22.6, 3.2, 60.1, 41.4), w, h) == (22, 4, 60, 42)
+    assert transforms._whole_pixels((1, 1, 96, 72), w, h) == (0, 0, 95, 71)
+    assert transforms._whole_pixels((0, 0, 96, 72), w, h) == (0, 0, 96, 72)
+    # a wrapped-around clip's frames are decoded once each
+    unique, out = transforms._render_frames(jpegs, np.array([3, 4, 0, 1]), [(0, 0, 96, 72)], 24)
+    assert list(unique) == [0, 1, 3, 4] and out.shape == (1, 4, 24, 24, 3)
 
 
 @pytest.mark.parametrize("num_crops", [1, 3])

@@ -1,18 +1,21 @@
 """Frame decoding and spatial transforms of the input pipeline (host side),
 plus the on-device ``normalize``.
 
-All spatial ops of a clip share one crop box and are done in a single
-``PIL.Image.resize(..., box=...)`` per frame: a short-side resize followed by
-a crop and a resize to ``crop_size`` is the same as resizing the matching box
-of the stored frame, so no intermediate image is ever materialised.
+All spatial ops of a clip share one crop box and are done in one FFmpeg
+(swscale) pass per frame, straight from the decoded JPEG: a short-side
+resize followed by a crop and a resize to ``crop_size`` is the same as
+resizing the matching box of the stored frame (rounded to whole stored
+pixels), so no intermediate image is ever materialised.
 """
 
 from __future__ import annotations
 
+import fractions
 import io
 import math
 from typing import Sequence
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -34,6 +37,12 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in stored-frame pixels
+IntBox = tuple[int, int, int, int]
+
+#: swscale flags of the crop resize: bilinear; chroma interpolated at full
+#: resolution (as accurate as libjpeg + Pillow: without it, colour edges are
+#: off by up to 100 levels); the same bits on every CPU.
+_SCALE_FLAGS = "bilinear+full_chroma_int+accurate_rnd+bitexact"
 
 
 def normalize(video):
@@ -48,14 +57,6 @@ def normalize(video):
     mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
     std = jnp.asarray(IMAGENET_STD, jnp.float32)
     return (x - mean) / std
-
-
-def _decode(data) -> Image.Image:
-    img = Image.open(io.BytesIO(data), formats=("JPEG",))
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    img.load()
-    return img
 
 
 def _scaled_hw(h: int, w: int, short_side: int | None) -> tuple[float, int, int]:
@@ -110,8 +111,87 @@ def three_crop_boxes(h: int, w: int, size: int) -> list[tuple[int, int, int, int
     return [(x, y, x + size, y + size) for y in (0, step, 2 * step)]
 
 
-def _render(img: Image.Image, box: Box, size: int) -> np.ndarray:
-    return np.asarray(img.resize((size, size), Image.BILINEAR, box=box))
+def _jpeg_decoder() -> "av.CodecContext":
+    ctx = av.CodecContext.create("mjpeg", "r")
+    ctx.thread_count = 1  # one clip, one core: the pipeline's threads give the parallelism
+    ctx.options = {"flags": "bitexact"}
+    return ctx
+
+
+def _crop_resize_graph(frame: "av.VideoFrame", box: IntBox, size: int, flip: bool) -> "av.filter.Graph":
+    """crop -> bilinear resize (converting to RGB) -> optional hflip, in FFmpeg."""
+    x0, y0, x1, y1 = box
+    graph = av.filter.Graph()
+    graph.threads = 1
+    nodes = [
+        graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                         time_base=fractions.Fraction(1, 25)),
+        graph.add("crop", f"w={x1 - x0}:h={y1 - y0}:x={x0}:y={y0}:exact=1"),
+        graph.add("scale", f"w={size}:h={size}:flags={_SCALE_FLAGS}"),
+        graph.add("format", "rgb24"),
+    ]
+    if flip:  # after the conversion to RGB, so the result is the exact mirror
+        nodes.append(graph.add("hflip"))
+    nodes.append(graph.add("buffersink"))
+    for a, b in zip(nodes, nodes[1:]):
+        a.link_to(b)
+    graph.configure()
+    return graph
+
+
+def _whole_pixels(box: Box, w: int, h: int) -> IntBox:
+    """``box`` in whole stored pixels, inside the frame, its left and top edges
+    on even pixels: JPEG chroma has half the resolution, and ``crop`` can only
+    cut it on that grid (an odd edge would shift the colours by a pixel).
+    The box keeps its size and moves by at most one pixel."""
+    bw = min(max(int(round(box[2] - box[0])), 1), w)
+    bh = min(max(int(round(box[3] - box[1])), 1), h)
+    x0 = min(2 * int(round(box[0] / 2)), (w - bw) // 2 * 2)
+    y0 = min(2 * int(round(box[1] / 2)), (h - bh) // 2 * 2)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    return x0, y0, x0 + bw, y0 + bh
+
+
+def _frame_size(jpeg: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG headers (only the SOF marker is read)."""
+    with Image.open(io.BytesIO(jpeg), formats=("JPEG",)) as img:
+        return img.size
+
+
+def _render_frames(
+    frames: Sequence[bytes], indices: np.ndarray, boxes: Sequence[Box], size: int, flip: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes each distinct ``frames[i]`` once and renders every box of it.
+
+    FFmpeg does all the pixel work on one core: its JPEG decoder keeps the
+    chroma at half resolution, and one swscale pass crops, resizes
+    (bilinear) and converts to RGB, about 1.4x faster than libjpeg + Pillow.
+    ``boxes`` are ``(left, top, right, bottom)`` in stored-frame pixels,
+    moved here to whole, even pixels (``_whole_pixels``); ``flip`` mirrors
+    every output horizontally.
+
+    Returns ``(unique_indices, uint8 [num_boxes, len(unique_indices), size, size, 3])``.
+    """
+    unique = np.unique(indices)
+    out = np.empty((len(boxes), len(unique), size, size, 3), np.uint8)
+    decoder = _jpeg_decoder()
+    graphs = None
+    for n, i in enumerate(unique):
+        decoded = decoder.decode(av.Packet(frames[int(i)]))
+        if len(decoded) != 1:
+            raise ValueError(f"frame {int(i)}: the JPEG decoder returned {len(decoded)} images.")
+        frame = decoded[0]
+        if graphs is None:
+            w, h = frame.width, frame.height
+            graphs = [_crop_resize_graph(frame, _whole_pixels(b, w, h), size, flip) for b in boxes]
+        elif (frame.width, frame.height) != (w, h):
+            raise ValueError(f"frame {int(i)} is {frame.width}x{frame.height}, but frame "
+                             f"{int(unique[0])} of the same video is {w}x{h}.")
+        for k, graph in enumerate(graphs):
+            frame.pts = n
+            graph.push(frame)
+            out[k, n] = graph.pull().to_ndarray()
+    return unique, out
 
 
 def train_clip(
@@ -130,8 +210,7 @@ def train_clip(
     every frame of the clip.
     """
     idx = sample_train_indices(num_frames, clip_len, frame_interval, 1, rng)[0]
-    imgs = {int(i): _decode(frames[int(i)]) for i in np.unique(idx)}
-    w, h = next(iter(imgs.values())).size
+    w, h = _frame_size(frames[int(idx[0])])
     scale, sh, sw = _scaled_hw(h, w, short_side)
     if random_resized_crop:
         x0, y0, x1, y1 = random_resized_crop_box(sh, sw, area_range, aspect_range, rng)
@@ -144,17 +223,10 @@ def train_clip(
         x1, y1 = x0 + crop_size, y0 + crop_size
     box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
     do_flip = bool(flip) and rng.random() < 0.5
-    clip = np.empty((len(idx), crop_size, crop_size, 3), np.uint8)
-    rendered: dict[int, int] = {}
-    for t, i in enumerate(idx):
-        i = int(i)
-        if i in rendered:  # wrapped-around index: reuse the frame already rendered
-            clip[t] = clip[rendered[i]]
-            continue
-        frame = _render(imgs[i], box, crop_size)
-        clip[t] = frame[:, ::-1] if do_flip else frame  # the copy does the flip for free
-        rendered[i] = t
-    return clip
+    unique, rendered = _render_frames(frames, idx, [box], crop_size, do_flip)  # [1, n, s, s, 3]
+    if len(unique) == len(idx) and np.array_equal(unique, idx):
+        return rendered[0]  # no wrapped-around index: the frames are already in clip order
+    return rendered[0, np.searchsorted(unique, idx)]
 
 
 def eval_views(
@@ -170,18 +242,15 @@ def eval_views(
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}.")
     idx = sample_test_indices(num_frames, clip_len, frame_interval, num_clips)
-    imgs = {int(i): _decode(frames[int(i)]) for i in np.unique(idx)}
-    w, h = next(iter(imgs.values())).size
+    w, h = _frame_size(frames[int(idx[0, 0])])
     scale, sh, sw = _scaled_hw(h, w, short_side)
     if crop_size > min(sh, sw):
         raise ValueError(f"crop_size {crop_size} is larger than the resized frame {sh}x{sw}; "
                          "raise short_side.")
     boxes = [center_crop_box(sh, sw, crop_size)] if num_crops == 1 else three_crop_boxes(sh, sw, crop_size)
     boxes = [tuple(c / scale for c in b) for b in boxes]
-    out = np.empty((num_clips * num_crops, clip_len, crop_size, crop_size, 3), np.uint8)
-    for k, box in enumerate(boxes):
-        rendered = {i: _render(img, box, crop_size) for i, img in imgs.items()}
-        for c in range(num_clips):
-            for t, i in enumerate(idx[c]):
-                out[c * num_crops + k, t] = rendered[int(i)]
-    return out
+    unique, rendered = _render_frames(frames, idx, boxes, crop_size)  # [crops, n, s, s, 3]
+    pos = np.searchsorted(unique, idx)  # [clips, t]
+    # views clip-major: [clips, crops, t, ...] -> [clips * crops, t, ...]
+    return rendered[:, pos].transpose(1, 0, 2, 3, 4, 5).reshape(
+        num_clips * num_crops, clip_len, crop_size, crop_size, 3)
