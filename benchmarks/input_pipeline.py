@@ -2,14 +2,16 @@
 
 Generates real H.264 test videos (default 340x256, 250 frames = 10 s at 25 fps,
 like Kinetics clips resized to short side 256), builds them with the
-``video_folder`` TFDS builder, then measures, in the same run and on the same
-clips (same frame indices and crop boxes):
+``video_folder`` TFDS builder, then measures, in the same run, clips drawn the
+same way (the same frame sampler and RandomResizedCrop box code):
 
 * ours: ``create_train_dataset`` (read the record, decode only the sampled
-  JPEG frames, RandomResizedCrop + resize + flip), one thread;
+  JPEG frames with FFmpeg, crop + bilinear resize + flip in one swscale
+  pass), one thread;
 * baseline: mmaction2's ``PyAVInit`` + ``PyAVDecode`` (``mode='accurate'``):
   read the video file, decode it from the start up to the last sampled frame
-  converting every decoded frame to RGB, then the same crop/resize/flip code.
+  converting every decoded frame to RGB, then the same FFmpeg
+  crop/resize/flip code on the sampled RGB frames.
 
 Both run pinned to one CPU core (``--core``), with every thread they start
 (FFmpeg's decoding threads, grain's reader thread), so clips/s is clips/s per
@@ -38,7 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dualformer_jax.data import (  # noqa: E402
     VideoConfig, build_dataset, create_train_dataset, sample_train_indices, write_video,
 )
-from dualformer_jax.data.transforms import random_resized_crop_box  # noqa: E402
+from dualformer_jax.data.transforms import (  # noqa: E402
+    _crop_resize_graph, _whole_pixels, random_resized_crop_box,
+)
 
 
 def make_video(path, rng, num_frames, width, height):
@@ -60,10 +64,11 @@ def make_video(path, rng, num_frames, width, height):
 
 def baseline_clip(path, rng, args):
     """What mmaction2's ``PyAVInit`` + ``SampleFrames`` + ``PyAVDecode`` (default
-    ``mode='accurate'``) do, followed by the same RandomResizedCrop/resize/flip
-    code as ours: read the file into memory, open it with PyAV, decode from the
-    first frame, converting every decoded frame to an RGB array, and stop after
-    the last sampled index; past-the-end indices loop."""
+    ``mode='accurate'``) do, followed by the same crop/resize/flip code as ours:
+    read the file into memory, open it with PyAV, decode from the first frame,
+    converting every decoded frame to an RGB array, and stop after the last
+    sampled index; past-the-end indices loop. The sampled RGB frames then go
+    through our FFmpeg crop + bilinear resize (+ hflip) graph, on one core."""
     import av
 
     with open(path, "rb") as f:
@@ -79,12 +84,18 @@ def baseline_clip(path, rng, args):
             imgs.append(frame.to_rgb().to_ndarray())
     frames = [imgs[int(i) % len(imgs)] for i in idx]
     h, w = frames[0].shape[:2]
-    box = random_resized_crop_box(h, w, (0.08, 1.0), (3 / 4, 4 / 3), rng)
+    box = _whole_pixels(random_resized_crop_box(h, w, (0.08, 1.0), (3 / 4, 4 / 3), rng), w, h)
     flip = rng.random() < 0.5
-    out = np.stack([
-        np.asarray(Image.fromarray(f).resize((args.crop, args.crop), Image.BILINEAR, box=box))
-        for f in frames])
-    return out[:, :, ::-1] if flip else out
+    out = np.empty((len(frames), args.crop, args.crop, 3), np.uint8)
+    graph = None
+    for t, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if graph is None:
+            graph = _crop_resize_graph(frame, box, args.crop, flip)
+        frame.pts = t
+        graph.push(frame)
+        out[t] = graph.pull().to_ndarray()
+    return out
 
 
 def timed(fn, n):
