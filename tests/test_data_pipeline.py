@@ -188,6 +188,31 @@ def test_rendered_crops_match_an_independent_pillow_reference():
     assert list(unique) == [0, 1, 3, 4] and out.shape == (1, 4, 24, 24, 3)
 
 
+def test_eval_three_crops_each_match_their_pillow_reference():
+    """Each decoded frame is pushed through one FFmpeg graph per crop."""
+    import io  # pylint: disable=import-outside-toplevel
+
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    h, w = 64, 112
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = [np.clip(np.stack([2 * xx + 4 * t, 3 * yy, 255 - 2 * xx], -1), 0, 255).astype(np.uint8)
+              for t in range(12)]
+    jpegs = [encode_jpeg(f, 95) for f in frames]
+    views = transforms.eval_views(jpegs, 12, clip_len=4, frame_interval=2, num_clips=2, num_crops=3,
+                                  crop_size=48, short_side=None)
+    assert views.shape == (6, 4, 48, 48, 3)
+    idx = sample_test_indices(12, 4, 2, 2)
+    boxes = transforms.three_crop_boxes(h, w, 48)  # left, centre, right
+    for c in range(2):
+        for k, box in enumerate(boxes):
+            for t in range(4):
+                ref = Image.open(io.BytesIO(jpegs[idx[c, t]])).crop(box).resize((48, 48), Image.BILINEAR)
+                err = np.abs(views[c * 3 + k, t] - np.asarray(ref, np.float64))
+                assert err.mean() < 1.0, (c, k, t, err.mean())
+    assert views[0, 0, ..., 0].mean() < views[1, 0, ..., 0].mean() < views[2, 0, ..., 0].mean()
+
+
 @pytest.mark.parametrize("num_crops", [1, 3])
 def test_eval_pads_and_counts_each_video_once(data_dir, num_crops):
     seen = []
