@@ -187,8 +187,8 @@ def _render_frames(
         elif (frame.width, frame.height) != (w, h):
             raise ValueError(f"frame {int(i)} is {frame.width}x{frame.height}, but frame "
                              f"{int(unique[0])} of the same video is {w}x{h}.")
+        frame.pts = n  # the graphs' buffer sources want increasing timestamps
         for k, graph in enumerate(graphs):
-            frame.pts = n
             graph.push(frame)
             out[k, n] = graph.pull().to_ndarray()
     return unique, out
