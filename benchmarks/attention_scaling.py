@@ -19,7 +19,7 @@ The growth exponent is the least-squares slope of log(time) (or log(memory)) aga
 log(T): 1 is linear, 2 quadratic. FLOPs (1 multiply-add = 2 FLOPs here) are counted
 analytically for the projections and attention matrix multiplies.
 
-Fairness notes: all three use the same code paths (`dualformer_jax.models.attention`),
+Fairness notes: all three use the same code paths (`dualformer_jax.models.dualformer.attention`),
 dtype and width. On CPU our attention runs in cache-sized chunks of queries, so even full
 attention never holds its N x N logits at once: its memory stays near-linear and its
 time shows the quadratic growth; the column `N^2 logits` gives what an unchunked
@@ -46,7 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dualformer_jax.models import attention  # noqa: E402
+from dualformer_jax.models.dualformer import attention  # noqa: E402
 import model as model_bench  # noqa: E402  (benchmarks/model.py)
 
 WINDOW = (8, 7, 7)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dualformer_jax.data import transforms
-from dualformer_jax.models import attention as attention_lib
+from dualformer_jax.models.dualformer import attention as attention_lib
 from dualformer_jax.models import dualformer
 
 Variables = Mapping[str, Any]

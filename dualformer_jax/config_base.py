@@ -11,7 +11,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  # Model: a variant from `models.VARIANTS` plus attribute overrides.
+  # Model: a variant of any family (`models.all_variants()`) plus attribute overrides.
   c.model = ml_collections.ConfigDict()
   c.model.variant = 'tiny'
   c.model.num_classes = -1  # -1: the dataset's number of classes.
@@ -47,6 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.flip = True
   c.data.num_workers = 0  # grain worker processes (0: in the main process, threads)
   c.data.prefetch = 2
+  # Input normalization (RGB, 0-255 scale) for training, eval and predict; (): the model
+  # family's official values (DualFormer: ImageNet's).
+  c.data.mean = ()
+  c.data.std = ()
   # Evaluation views: num_clips uniformly spaced clips x num_crops crops.
   c.data.eval_num_clips = 1
   c.data.eval_num_crops = 1

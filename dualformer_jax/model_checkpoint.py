@@ -5,7 +5,7 @@ adds optimizer and data-iterator items beside these):
 
     <dir>/params         orbax StandardSave of the parameters
     <dir>/batch_stats    BatchNorm running statistics
-    <dir>/model_config   JSON: the DualFormer architecture (`models.model_config`)
+    <dir>/model_config   JSON: the family and architecture (`models.model_config`)
 """
 
 import os
@@ -22,7 +22,7 @@ MODEL_ITEMS = ('params', 'batch_stats', 'model_config')
 
 
 def save_model(path: str | os.PathLike, variables: dict[str, Any],
-               model: models.DualFormer, force: bool = False) -> None:
+               model: nn.Module, force: bool = False) -> None:
   """Writes `variables` and `model`'s architecture as an orbax checkpoint at `path`."""
   path = epath.Path(os.path.abspath(os.fspath(path)))
   variables = nn.unbox(variables)  # straight from model.init: drop the partitioning boxes
@@ -42,7 +42,7 @@ def is_model_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def load_model(path: str | os.PathLike, **model_overrides: Any
-               ) -> tuple[models.DualFormer, dict[str, Any]]:
+               ) -> tuple[nn.Module, dict[str, Any]]:
   """Reads a checkpoint written by `save_model` (or a training step) -> (model, variables).
 
   `model_overrides` replaces model attributes (e.g. `dtype`); arrays land on the default
@@ -61,8 +61,7 @@ def load_model(path: str | os.PathLike, **model_overrides: Any
     config = checkpointer.restore(
         path, ocp.args.Composite(model_config=ocp.args.JsonRestore()))['model_config']
     model = models.model_from_config(config, **model_overrides)
-    from dualformer_jax import convert  # pylint: disable=g-import-not-at-top
-    shapes = convert.variable_shapes(model)
+    shapes = models.variable_shapes(model)
     items = {'params': ocp.args.StandardRestore(target(shapes['params']))}
     if shapes.get('batch_stats'):
       items['batch_stats'] = ocp.args.StandardRestore(target(shapes['batch_stats']))

@@ -1,17 +1,18 @@
 """Optimizer, learning-rate schedule and loss of the official recipes (optax)."""
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 import flax
 
-from dualformer_jax.convert import mapping
+from dualformer_jax import models
 
 # Official recipes exempt these (by official parameter name) from weight decay.
 NO_DECAY_NAME_PARTS = ('norm', 'pos_block')
+NameFn = Callable[[tuple[str, ...]], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,27 +47,36 @@ def learning_rate_schedule(base_lr: float, plan: StepPlan) -> optax.Schedule:
       decay_steps=max(plan.total_steps, plan.warmup_steps + 1), end_value=0.0)
 
 
-def official_name(path: tuple[Any, ...]) -> str:
-  keys = tuple(getattr(k, 'key', getattr(k, 'name', k)) for k in path)
-  return mapping.official_key(tuple(str(k) for k in keys))[0]
+def _dualformer_name(path: tuple[str, ...]) -> str:
+  return models.families()['dualformer'].param_name(path)
 
 
-def weight_decay_mask(params: Any) -> Any:
+def official_name(path: tuple[Any, ...], name_fn: NameFn | None = None) -> str:
+  """The official name of the parameter at a `tree_map_with_path` path."""
+  keys = tuple(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+  return (name_fn or _dualformer_name)(keys)
+
+
+def weight_decay_mask(params: Any, name_fn: NameFn | None = None) -> Any:
   """True where weight decay applies: not on norm or pos_block parameters."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: not any(p in official_name(path) for p in NO_DECAY_NAME_PARTS), params)
+      lambda path, _: not any(p in official_name(path, name_fn)
+                              for p in NO_DECAY_NAME_PARTS), params)
 
 
 def create_optimizer(params: Any, *, learning_rate: float, plan: StepPlan,
                      weight_decay: float, b1: float = 0.9, b2: float = 0.999,
-                     backbone_lr_mult: float = 1.0, grad_clip_norm: float | None = None
+                     backbone_lr_mult: float = 1.0, grad_clip_norm: float | None = None,
+                     name_fn: NameFn | None = None, head_module: str = 'head'
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """AdamW with the official schedule, decay mask and backbone learning-rate multiplier.
 
+  `name_fn` maps a parameter path to its official name (the family's `param_name`;
+  default DualFormer's); `head_module` is the classifier's entry in `params`.
   Returns the transformation and the head's learning-rate schedule (for logging).
   """
   schedule = learning_rate_schedule(learning_rate, plan)
-  mask = weight_decay_mask(params)
+  mask = weight_decay_mask(params, name_fn)
 
   def adamw(lr_mult: float) -> optax.GradientTransformation:
     return optax.adamw(lambda step: schedule(step) * lr_mult, b1=b1, b2=b2,
@@ -74,7 +84,8 @@ def create_optimizer(params: Any, *, learning_rate: float, plan: StepPlan,
 
   tx = optax.multi_transform(
       {'backbone': adamw(backbone_lr_mult), 'head': adamw(1.0)},
-      flax.traverse_util.path_aware_map(lambda path, _: path[0], params))
+      flax.traverse_util.path_aware_map(
+          lambda path, _: 'head' if path[0] == head_module else 'backbone', params))
   if grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx)
   if plan.grad_accum_steps > 1:

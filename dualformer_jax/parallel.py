@@ -27,16 +27,15 @@ class JitRuntime:
   name = 'jit'
 
   def __init__(self, model, tx, schedule, num_classes: int, clip_shape, mesh_shape,
-               rules=sharding_lib.DEFAULT_RULES, label_smoothing=0.0, grad_accum_steps=1,
-               devices=None):
+               rules=sharding_lib.DEFAULT_RULES, devices=None, normalization=None,
+               **train_options):
     self.model, self.tx, self.rules = model, tx, rules
     self.mesh = sharding_lib.create_mesh(mesh_shape, devices)
     self.clip_shape = clip_shape
     self.batch_shards = self.mesh.shape['data'] * self.mesh.shape['fsdp']
-    self._train_step = steps.make_train_step(model, tx, schedule,
-                                             label_smoothing=label_smoothing,
-                                             grad_accum_steps=grad_accum_steps)
-    self._eval_step = steps.make_eval_step(model, num_classes)
+    self._train_step = steps.make_train_step(model, tx, schedule, normalization=normalization,
+                                             **train_options)
+    self._eval_step = steps.make_eval_step(model, num_classes, normalization=normalization)
     self.shardings = None
     self._jit_train = self._jit_eval = None
 
@@ -94,18 +93,19 @@ class PmapRuntime:
 
   name = 'pmap'
 
-  def __init__(self, model, tx, schedule, num_classes: int, clip_shape,
-               label_smoothing=0.0, grad_accum_steps=1):
-    if model.bn_axis_name != PMAP_AXIS:
+  def __init__(self, model, tx, schedule, num_classes: int, clip_shape, normalization=None,
+               **train_options):
+    if getattr(model, 'bn_axis_name', PMAP_AXIS) != PMAP_AXIS:
       raise ValueError(f'pmap needs the model built with bn_axis_name={PMAP_AXIS!r}.')
     self.model, self.tx, self.clip_shape = model, tx, clip_shape
     self.devices = jax.local_devices()
     self.batch_shards = jax.device_count()
-    train_step = steps.make_train_step(model, tx, schedule, label_smoothing=label_smoothing,
-                                       grad_accum_steps=grad_accum_steps, axis_name=PMAP_AXIS)
+    train_step = steps.make_train_step(model, tx, schedule, axis_name=PMAP_AXIS,
+                                       normalization=normalization, **train_options)
     self._pmap_train = jax.pmap(train_step, axis_name=PMAP_AXIS, donate_argnums=(0,))
-    self._pmap_eval = jax.pmap(steps.make_eval_step(model, num_classes, PMAP_AXIS),
-                               axis_name=PMAP_AXIS)
+    self._pmap_eval = jax.pmap(
+        steps.make_eval_step(model, num_classes, PMAP_AXIS, normalization=normalization),
+        axis_name=PMAP_AXIS)
 
   def _replicate(self, tree):
     """One copy per local device, as a pmap-sharded array `[devices, ...]`."""

@@ -87,23 +87,19 @@ def find_checkpoint(path: str | os.PathLike) -> str:
 
 
 def infer_variant(state_dict: Mapping[str, Any]) -> str:
-  """The variant of `models.VARIANTS` whose widths and depths an official state dict has."""
+  """The variant (of any family) whose shapes an official state dict has."""
   from dualformer_jax import models  # pylint: disable=import-outside-toplevel
 
-  dims, depths = [], []
-  for i in range(4):
-    weight = state_dict.get(f'backbone.patch_embeds.{i}.proj.weight')
-    if weight is None:
-      raise PredictError('the state dict has no backbone.patch_embeds.*: is it a '
-                         'DualFormer checkpoint?')
-    dims.append(int(weight.shape[0]))
-    blocks = {k.split('.')[3] for k in state_dict if k.startswith(f'backbone.blocks.{i}.')}
-    depths.append(len(blocks))
-  for name, kwargs in models.VARIANTS.items():
-    if tuple(kwargs['embed_dims']) == tuple(dims) and tuple(kwargs['depths']) == tuple(depths):
-      return name
-  raise PredictError(f'no known variant has embed_dims {tuple(dims)} and depths '
-                     f'{tuple(depths)}: pass --variant (one of {sorted(models.VARIANTS)}).')
+  reasons = []
+  for family in models.families().values():
+    if family.infer_variant is None:
+      continue
+    try:
+      return family.infer_variant(state_dict)
+    except ValueError as e:
+      reasons.append(f'{family.name}: {e}')
+  raise PredictError('no known variant fits this state dict (' + '; '.join(reasons) +
+                     f'): pass --variant (one of {", ".join(sorted(models.all_variants()))}).')
 
 
 def load_checkpoint(path: str | os.PathLike, *, variant: str | None = None,
@@ -134,21 +130,26 @@ def load_checkpoint(path: str | os.PathLike, *, variant: str | None = None,
     raise
   except Exception as e:  # torch/safetensors raise many kinds on a damaged file.
     raise PredictError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
-  head = state_dict.get('cls_head.fc_cls.weight')
-  if head is None:
-    raise PredictError(f'{path} has no classifier (cls_head.fc_cls.weight): it is a '
-                       'backbone-only checkpoint; fine-tune it first (train.py).')
-  head_classes = int(head.shape[0])
-  if num_classes is not None and num_classes != head_classes:
-    raise PredictError(f'--num_classes {num_classes} does not match the checkpoint, whose '
-                       f'classifier has {head_classes} classes.')
+  if variant is not None:
+    try:
+      models.family_of_variant(variant)
+    except models.UnknownVariantError as e:
+      raise PredictError(str(e)) from None
   variant = variant or infer_variant(state_dict)
+  family = models.family_of_variant(variant)
+  classes = models.registry.head_classes(family, state_dict)
+  if classes is None:
+    raise PredictError(f'{path} has no classifier ({family.head_prefix}*): it is a '
+                       'backbone-only checkpoint; fine-tune it first (train.py).')
+  if num_classes is not None and num_classes != classes:
+    raise PredictError(f'--num_classes {num_classes} does not match the checkpoint, whose '
+                       f'classifier has {classes} classes.')
   overrides = {'video_size': tuple(int(v) for v in video_size)} if video_size else {}
-  model = models.create_model(variant, num_classes=head_classes, **overrides)
+  model = models.create_model(variant, num_classes=classes, **overrides)
   try:
     variables = convert.from_pytorch(state_dict, model)
   except convert.ConversionError as e:
-    raise PredictError(f'{path} does not fit DualFormer-{variant}: {e}') from e
+    raise PredictError(f'{path} does not fit {family.name}/{variant}: {e}') from e
   return model, variables
 
 
@@ -202,7 +203,9 @@ class ViewSettings:
 
 def default_view_settings(model, **overrides: Any) -> ViewSettings:
   """The model's clip shape with the official 4x1 test views; `None` overrides are ignored."""
-  t, h, _ = model.video_size
+  from dualformer_jax import models  # pylint: disable=import-outside-toplevel
+
+  t, h, _ = models.input_shape(model)
   values = dict(num_clips=4, num_crops=1, clip_len=t, frame_interval=2, short_side=h,
                 crop_size=h)
   values.update({k: v for k, v in overrides.items() if v is not None})
@@ -280,9 +283,9 @@ def _probabilities_fn():
 
   from dualformer_jax.data import transforms  # pylint: disable=import-outside-toplevel
 
-  @functools.partial(jax.jit, static_argnums=0)
-  def probabilities(model, variables, views):  # views: uint8 [b, t, h, w, 3]
-    logits = model.apply(variables, transforms.normalize(views), train=False)
+  @functools.partial(jax.jit, static_argnums=(0, 1))
+  def probabilities(model, normalization, variables, views):  # views: uint8 [b, t, h, w, 3]
+    logits = model.apply(variables, transforms.normalize(views, *normalization), train=False)
     return jax.nn.softmax(logits, axis=-1)  # [b, classes]
 
   return probabilities
@@ -291,16 +294,28 @@ def _probabilities_fn():
 _PROBABILITIES = None
 
 
+def model_normalization(model, mean: Sequence[float] | None = None,
+                        std: Sequence[float] | None = None):
+  """`(mean, std)` for `model`'s inputs (0-255 scale): the given ones, else its family's."""
+  from dualformer_jax import models  # pylint: disable=import-outside-toplevel
+
+  family = models.family_of(model)
+  return (tuple(float(v) for v in (mean or family.mean)),
+          tuple(float(v) for v in (std or family.std)))
+
+
 def view_probabilities(model, variables: Mapping[str, Any], views: np.ndarray,
-                       batch_size: int = 4) -> np.ndarray:
+                       batch_size: int = 4, normalization=None) -> np.ndarray:
   """Softmax probabilities of each view: `float32 [num_views, num_classes]`.
 
   Views go through the model `batch_size` at a time (the last batch padded, so one
-  compilation serves every batch).
+  compilation serves every batch). `normalization`: `(mean, std)` on a 0-255 scale
+  (default: the model family's).
   """
   global _PROBABILITIES
   if _PROBABILITIES is None:
     _PROBABILITIES = _probabilities_fn()
+  normalization = normalization or model_normalization(model)
   num = len(views)
   batch_size = max(1, min(batch_size, num))
   out = []
@@ -309,7 +324,8 @@ def view_probabilities(model, variables: Mapping[str, Any], views: np.ndarray,
     pad = batch_size - len(batch)
     if pad:
       batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-    out.append(np.asarray(_PROBABILITIES(model, variables, batch))[:batch_size - pad])
+    out.append(np.asarray(_PROBABILITIES(model, normalization, variables,
+                                         batch))[:batch_size - pad])
   return np.concatenate(out)
 
 
@@ -365,7 +381,7 @@ def config_defaults(spec: str) -> dict[str, Any]:
   """View and model defaults from a training config `path.py[:arg]` (missing fields: none).
 
   Returns the keys `clip_len`, `frame_interval`, `short_side`, `crop_size`, `variant`,
-  `num_classes`, `video_size` and `class_names` for those the config gives.
+  `num_classes`, `video_size`, `mean`, `std` and `class_names` for those the config gives.
   """
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
@@ -395,11 +411,14 @@ def config_defaults(spec: str) -> dict[str, Any]:
       'variant': field('model', 'variant'),
       'num_classes': field('model', 'num_classes'),
       'video_size': field('model', 'video_size'),
+      'mean': field('data', 'mean'),
+      'std': field('data', 'std'),
   }
   if found['num_classes'] is not None and found['num_classes'] <= 0:
     found['num_classes'] = None  # "from the dataset"
-  if not found['video_size']:
-    found['video_size'] = None
+  for key in ('video_size', 'mean', 'std'):
+    if not found[key]:
+      found[key] = None
   # Class names of the config's dataset, if it is built where the config says.
   name, data_dir = field('data', 'name'), field('data', 'data_dir')
   if name and data_dir and os.path.isdir(os.path.join(data_dir, *name.split('/'))):
@@ -479,7 +498,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   frames, fps = read_frames(args.video, settings.short_side)
   views = video_views(frames, settings)
   try:
-    probabilities = view_probabilities(model, variables, views, args.batch_size).mean(0)
+    probabilities = view_probabilities(
+        model, variables, views, args.batch_size,
+        model_normalization(model, defaults.get('mean'), defaults.get('std'))).mean(0)
   except ValueError as e:  # e.g. a clip shape the model's windows do not fit
     raise PredictError(str(e)) from e
   rows = top_k(probabilities, args.top_k, class_names)

@@ -11,16 +11,25 @@ from dualformer_jax import optim
 from dualformer_jax.train_state import TrainState
 
 
+Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None  # (mean, std), 0-255
+
+
+def _normalize(video: jax.Array, normalization: Normalization) -> jax.Array:
+  return data.normalize(video, *normalization) if normalization else data.normalize(video)
+
+
 def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     label_smoothing: float = 0.0, grad_accum_steps: int = 1,
-                    axis_name: str | None = None) -> Callable:
+                    axis_name: str | None = None, normalization: Normalization = None
+                    ) -> Callable:
   """`train_step(state, batch) -> (state, metrics)`; batch `video` uint8 `[b, t, h, w, 3]`.
 
   With `axis_name` (pmap), gradients and metrics are averaged over that axis.
+  `normalization` is the input `(mean, std)` on a 0-255 scale (default ImageNet's).
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    clips = data.normalize(batch['video'])  # [b, t, h, w, 3] float32
+    clips = _normalize(batch['video'], normalization)  # [b, t, h, w, 3] float32
     labels = batch['label']
     rng = jax.random.fold_in(state.rng, state.step)
     if axis_name is not None:
@@ -48,7 +57,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
   return train_step
 
 
-def make_eval_step(model, num_classes: int, axis_name: str | None = None) -> Callable:
+def make_eval_step(model, num_classes: int, axis_name: str | None = None, *,
+                   normalization: Normalization = None) -> Callable:
   """`eval_step(state_vars, batch) -> sums` over the official multi-view protocol.
 
   batch: `video` uint8 `[b, views, t, h, w, 3]`, `label` `[b]`, `mask` `[b]`. Softmax
@@ -60,7 +70,8 @@ def make_eval_step(model, num_classes: int, axis_name: str | None = None) -> Cal
   def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array]):
     video = batch['video']
     b, views = video.shape[:2]
-    clips = data.normalize(video.reshape(b * views, *video.shape[2:]))  # [b*v, t, h, w, 3]
+    clips = _normalize(video.reshape(b * views, *video.shape[2:]),
+                       normalization)  # [b*v, t, h, w, 3]
     logits = model.apply(variables, clips, train=False)
     probs = jax.nn.softmax(logits, -1).reshape(b, views, -1).mean(axis=1)  # [b, classes]
     labels, mask = batch['label'], batch['mask'].astype(jnp.float32)

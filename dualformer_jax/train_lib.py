@@ -56,19 +56,34 @@ def resolve_dataset(config: ml_collections.ConfigDict) -> str:
   return name
 
 
+# config.model fields that set a module attribute of the same name when the family's
+# module has it (regularization and compute options), and structural overrides that the
+# family's module must have when they are set.
+_OPTIONAL_MODEL_FIELDS = ('drop_rate', 'attn_drop_rate', 'drop_path_rate', 'head_dropout_rate',
+                          'remat')
+_STRUCTURE_FIELDS = ('video_size', 'embed_dims', 'num_heads', 'depths')
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
-                bn_axis_name: str | None = None) -> models.DualFormer:
+                bn_axis_name: str | None = None):
+  """The model `config.model` names (any family), with its overrides."""
   m = config.model
-  overrides = dict(drop_rate=m.drop_rate, attn_drop_rate=m.attn_drop_rate,
-                   drop_path_rate=m.drop_path_rate, head_dropout_rate=m.head_dropout_rate,
-                   remat=m.remat, dtype=jnp.dtype(m.dtype), bn_axis_name=bn_axis_name)
-  for field in ('video_size', 'embed_dims', 'num_heads', 'depths'):
+  family = models.family_of_variant(m.variant)
+  fields = family.module.__dataclass_fields__
+  overrides = {f: m[f] for f in _OPTIONAL_MODEL_FIELDS if f in fields}
+  overrides['dtype'] = jnp.dtype(m.dtype)
+  if 'bn_axis_name' in fields:
+    overrides['bn_axis_name'] = bn_axis_name
+  for field in _STRUCTURE_FIELDS:
     if m[field]:
+      if field not in fields:
+        raise ValueError(f'config.model.{field} does not apply to the {family.name} family '
+                         f'(variant {m.variant!r}); leave it empty.')
       overrides[field] = tuple(m[field])
   return models.create_model(m.variant, num_classes=num_classes, **overrides)
 
 
-def load_pretrained(path: str, model: models.DualFormer, rng: jax.Array) -> dict[str, Any]:
+def load_pretrained(path: str, model, rng: jax.Array) -> dict[str, Any]:
   """Host variables from an official `.pth`/`.safetensors` or one of our checkpoints.
 
   A classifier that does not fit `model.num_classes` is re-initialized (and logged).
@@ -76,10 +91,21 @@ def load_pretrained(path: str, model: models.DualFormer, rng: jax.Array) -> dict
   if not os.path.exists(path):
     raise FileNotFoundError(f'config.init_from: {path} does not exist.')
   if os.path.isdir(path):
-    _, variables = model_checkpoint.load_model(path)
-    state_dict = convert.to_pytorch(variables)  # reuse the converter's checks
+    source_model, variables = model_checkpoint.load_model(path)
+    state_dict = convert.to_pytorch(variables, source_model)  # reuse the converter's checks
     return convert.from_pytorch(state_dict, model, reinit_head=True, rng=rng)
   return convert.from_pytorch(path, model, reinit_head=True, rng=rng)
+
+
+def normalization(config: ml_collections.ConfigDict, family) -> tuple[tuple[float, ...],
+                                                                      tuple[float, ...]]:
+  """Input `(mean, std)` on a 0-255 scale: `config.data.mean/std`, else the family's."""
+  mean = tuple(config.data.mean) or tuple(family.mean)
+  std = tuple(config.data.std) or tuple(family.std)
+  if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+    raise ValueError(f'config.data.mean and config.data.std need 3 values each (std > 0), '
+                     f'got {mean} and {std}.')
+  return mean, std
 
 
 def _check_batch(name: str, batch_size: int, shards: int) -> None:
@@ -92,7 +118,7 @@ def _check_batch(name: str, batch_size: int, shards: int) -> None:
 @dataclasses.dataclass
 class Setup:
   """Everything the loop needs, built from the config."""
-  model: models.DualFormer
+  model: Any  # the flax module (any family)
   runtime: Any
   plan: optim.StepPlan
   dataset: str
@@ -116,13 +142,16 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
                           config.train.grad_accum_steps, config.train.num_steps)
   clip_shape = (1, config.data.clip_len, config.data.crop_size, config.data.crop_size, 3)
   abstract_params = convert.variable_shapes(model)['params']
+  family = models.family_of(model)
   tx, schedule = optim.create_optimizer(
       abstract_params, learning_rate=config.train.learning_rate, plan=plan,
       weight_decay=config.train.weight_decay, b1=config.train.b1, b2=config.train.b2,
       backbone_lr_mult=config.train.backbone_lr_mult,
-      grad_clip_norm=config.train.grad_clip_norm or None)
+      grad_clip_norm=config.train.grad_clip_norm or None, name_fn=family.param_name,
+      head_module=family.head_module)
   kwargs = dict(label_smoothing=config.train.label_smoothing,
-                grad_accum_steps=config.train.grad_accum_steps)
+                grad_accum_steps=config.train.grad_accum_steps,
+                normalization=normalization(config, family))
   if config.parallelism == 'jit':
     mesh = {axis: config.mesh[axis] for axis in ('data', 'fsdp', 'tensor')}
     devices = jax.devices()[:config.mesh.num_devices] if config.mesh.num_devices else None
@@ -218,9 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   os.makedirs(workdir, exist_ok=True)
   s = setup(config)
   runtime, plan = s.runtime, s.plan
-  log.info('DualFormer-%s, %d classes; %s with %d devices; %d train videos, %d steps '
-           '(%d per epoch), batch %d.', config.model.variant, s.num_classes, runtime.name,
-           jax.device_count(), s.info.splits[config.data.train_split], plan.total_micro_steps,
+  log.info('%s/%s, %d classes; %s with %d devices; %d train videos, %d steps '
+           '(%d per epoch), batch %d.', models.family_of(s.model).name, config.model.variant,
+           s.num_classes, runtime.name, jax.device_count(), s.info.splits[config.data.train_split], plan.total_micro_steps,
            plan.steps_per_epoch * plan.grad_accum_steps, config.train.batch_size)
 
   rng = jax.random.PRNGKey(config.seed)

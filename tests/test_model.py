@@ -55,12 +55,17 @@ def test_variant_table_and_factory():
   assert (tiny.embed_dims, tiny.num_heads, tiny.depths) == (
       (64, 128, 256, 512), (2, 4, 8, 16), (2, 2, 10, 4))
   assert tiny.num_classes == 7 and tiny.drop_path_rate == 0.2
-  with pytest.raises(ValueError, match='Unknown DualFormer variant'):
+  with pytest.raises(ValueError, match="unknown model variant 'huge'.*tiny"):
     models.create_model('huge')
+  with pytest.raises(ValueError, match="did you mean 'tiny'"):
+    models.create_model('tinyy')
   with pytest.raises(TypeError, match='emb_dims'):
     models.create_model('tiny', emb_dims=(1, 2, 3, 4))
   config = models.model_config(tiny)
+  assert config['family'] == 'dualformer'
   assert models.model_from_config(config).embed_dims == tiny.embed_dims
+  del config['family']  # checkpoints written before model families existed
+  assert models.model_from_config(config) == models.model_from_config(models.model_config(tiny))
 
 
 @pytest.mark.parametrize('shape, message', [

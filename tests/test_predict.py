@@ -236,7 +236,7 @@ def test_clear_errors(workdir, videos, labels, tmp_path, capsys, official_pth):
       f'error: cannot decode video {empty}: zero-byte file')
   assert 'does not match the checkpoint, whose classifier has 10 classes' in error(
       '--checkpoint', official_pth, '--video', videos['mp4'], '--num_classes', '400')
-  assert 'does not fit DualFormer-tiny' in error(
+  assert 'does not fit dualformer/tiny' in error(
       '--checkpoint', official_pth, '--video', videos['mp4'], '--variant', 'tiny')
   assert 'does not fit the local windows' in error(
       '--checkpoint', root, '--video', videos['mp4'], '--clip_len', '6')

@@ -1,4 +1,4 @@
-"""Two-way conversion between official DualFormer checkpoints and Flax variables.
+"""Two-way conversion between official PyTorch checkpoints and Flax variables (any family).
 
     variables = convert.from_pytorch('dualformer_tiny.pth', model)
     state_dict = convert.to_pytorch(variables, model)
@@ -13,4 +13,3 @@ from dualformer_jax.convert.convert import to_pytorch
 from dualformer_jax.convert.convert import variable_shapes
 from dualformer_jax.convert.io import load_state_dict
 from dualformer_jax.convert.io import save_state_dict
-from dualformer_jax.convert.mapping import official_key

@@ -1,4 +1,4 @@
-"""Convert DualFormer checkpoints between the official PyTorch format and ours.
+"""Convert checkpoints of any model family between the official PyTorch format and ours.
 
 PyTorch -> Flax: reads an official checkpoint (`.pth` mmcv checkpoint or bare state
 dict, or `.safetensors`) and writes an orbax checkpoint directory (parameters, BatchNorm
@@ -27,20 +27,21 @@ import numpy as np
 def _to_flax(args) -> None:
   from dualformer_jax import convert, model_checkpoint, models  # pylint: disable=g-import-not-at-top
   state_dict = convert.load_state_dict(args.input)
+  family = models.family_of_variant(args.variant)
   num_classes = args.num_classes
   if num_classes is None:
-    head = state_dict.get('cls_head.fc_cls.weight')
-    if head is None:
-      sys.exit('The checkpoint has no cls_head.fc_cls.weight: pass --num_classes.')
-    num_classes = int(head.shape[0])
+    num_classes = models.registry.head_classes(family, state_dict)
+    if num_classes is None:
+      raise ValueError(f'the checkpoint has no classifier ({family.head_prefix}*): pass '
+                       '--num_classes and --reinit_head.')
   overrides = {}
   if args.video_size:
     overrides['video_size'] = tuple(int(v) for v in args.video_size.split(','))
   model = models.create_model(args.variant, num_classes=num_classes, **overrides)
   variables = convert.from_pytorch(state_dict, model, reinit_head=args.reinit_head)
   model_checkpoint.save_model(args.output, variables, model, force=args.overwrite)
-  n = sum(int(np.prod(v.shape)) for v in convert.to_pytorch(variables).values())
-  print(f'Wrote {args.output}: DualFormer-{args.variant}, {num_classes} classes, '
+  n = sum(int(np.prod(v.shape)) for v in convert.to_pytorch(variables, model).values())
+  print(f'Wrote {args.output}: {family.name}/{args.variant}, {num_classes} classes, '
         f'{len(state_dict)} tensors read, {n:,} values.')
 
 
@@ -63,7 +64,8 @@ def main(argv=None) -> None:
   to_flax = sub.add_parser('to-flax', help='official .pth/.safetensors -> orbax checkpoint')
   to_flax.add_argument('--input', required=True, help='.pth or .safetensors file')
   to_flax.add_argument('--output', required=True, help='orbax checkpoint directory to write')
-  to_flax.add_argument('--variant', required=True, help='tiny, small, base (or mini, nano)')
+  to_flax.add_argument('--variant', required=True, help='the model variant, e.g. tiny, small, base (DualFormer), lvt_k400 '
+                       '(`python -m dualformer_jax.flops --help` lists all)')
   to_flax.add_argument('--num_classes', type=int, default=None,
                        help='classes of the model (default: those of the checkpoint head)')
   to_flax.add_argument('--video_size', default=None,

@@ -27,10 +27,16 @@ def _to_numpy(value: Any) -> np.ndarray:
   return np.asarray(value)
 
 
+# Where training frameworks keep the weights in their checkpoint files: mmcv
+# (`state_dict`), SlowFast (`model_state`), many others (`model`).
+WRAPPER_KEYS = ('state_dict', 'model_state', 'model')
+
+
 def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
-  """An mmcv checkpoint `{'state_dict': ..., 'meta': ...}` or a bare state dict."""
-  if 'state_dict' in checkpoint and isinstance(checkpoint['state_dict'], Mapping):
-    return checkpoint['state_dict']
+  """The state dict inside an mmcv / SlowFast / generic checkpoint, or a bare state dict."""
+  for key in WRAPPER_KEYS:
+    if key in checkpoint and isinstance(checkpoint[key], Mapping):
+      return checkpoint[key]
   return checkpoint
 
 

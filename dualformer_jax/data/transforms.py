@@ -45,17 +45,18 @@ IntBox = tuple[int, int, int, int]
 _SCALE_FLAGS = "bilinear+full_chroma_int+accurate_rnd+bitexact"
 
 
-def normalize(video):
-    """``(video - IMAGENET_MEAN) / IMAGENET_STD`` as float32 (jnp; use inside jit).
+def normalize(video, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """``(video - mean) / std`` as float32 (jnp; use inside jit).
 
-    Accepts uint8 or float ``[..., 3]`` RGB on the 0-255 scale; the pipelines
-    send uint8 so the host->device copy is 4x smaller than float32.
+    Accepts uint8 or float ``[..., 3]`` RGB on the 0-255 scale (``mean`` and ``std``
+    too; default ImageNet's); the pipelines send uint8 so the host->device copy is 4x
+    smaller than float32.
     """
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
     x = jnp.asarray(video).astype(jnp.float32)
-    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
-    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    mean = jnp.asarray(mean, jnp.float32)
+    std = jnp.asarray(std, jnp.float32)
     return (x - mean) / std
 
 

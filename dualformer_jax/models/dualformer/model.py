@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dualformer_jax.models import attention
+from dualformer_jax.models.dualformer import attention
 from dualformer_jax.models import layers
 
 Dtype = Any

@@ -1,8 +1,6 @@
-"""Official DualFormer variants in one table, read by `create_model`."""
+"""DualFormer variants in one table (read by `models.create_model`) and official facts."""
 
 from typing import Any
-
-from dualformer_jax.models.dualformer import DualFormer
 
 # Shared by the official Tiny, Small and Base (32x224x224 clips).
 _OFFICIAL_COMMON = dict(
@@ -42,43 +40,8 @@ OFFICIAL_GFLOPS = {'tiny': 60.09, 'small': 158.69, 'base': 267.97}
 OFFICIAL_K400_TOP1 = {'tiny': 79.5, 'small': 80.6, 'base': 81.1}
 
 
-def variant_kwargs(name: str) -> dict[str, Any]:
-  """The architecture hyper-parameters of a named variant."""
-  if name not in VARIANTS:
-    raise ValueError(f'Unknown DualFormer variant {name!r}; choose one of {sorted(VARIANTS)}.')
-  return dict(VARIANTS[name])
-
-
-def create_model(name: str, num_classes: int = 400, **overrides: Any) -> DualFormer:
-  """A DualFormer with the official hyper-parameters of `name`.
-
-  `overrides` replaces any `DualFormer` attribute (e.g. `drop_path_rate=0.1`,
-  `dtype=jnp.bfloat16`, `video_size=(16, 224, 224)`).
-  """
-  kwargs = variant_kwargs(name)
-  kwargs.update(overrides)
-  unknown = set(kwargs) - set(DualFormer.__dataclass_fields__)
-  if unknown:
-    raise TypeError(f'Unknown DualFormer arguments: {sorted(unknown)}')
-  return DualFormer(num_classes=num_classes, **kwargs)
-
-
 # Architecture fields that define a DualFormer (stored with checkpoints).
 ARCHITECTURE_FIELDS = (
     'num_classes', 'video_size', 'patch_size', 'embed_dims', 'num_heads', 'depths',
     'mlp_ratios', 'qkv_bias', 'temporal_pooling', 'local_sizes', 'fine_pysizes',
     'coarse_pysizes')
-
-
-def model_config(model: DualFormer) -> dict[str, Any]:
-  """The JSON-serializable architecture of `model` (no dtype or regularization)."""
-  to_list = lambda v: [to_list(x) for x in v] if isinstance(v, (tuple, list)) else v
-  return {f: to_list(getattr(model, f)) for f in ARCHITECTURE_FIELDS}
-
-
-def model_from_config(config: dict[str, Any], **overrides: Any) -> DualFormer:
-  """Inverse of `model_config`; `overrides` sets e.g. dtype or dropout rates."""
-  to_tuple = lambda v: tuple(to_tuple(x) for x in v) if isinstance(v, (tuple, list)) else v
-  kwargs = {k: to_tuple(v) for k, v in config.items()}
-  kwargs.update(overrides)
-  return DualFormer(**kwargs)
