@@ -1,4 +1,4 @@
-"""DualFormer speed benchmark: clips/s, FLOP/s and utilization of a measured matmul roofline.
+"""Model speed benchmark (any family): clips/s, FLOP/s and utilization of a matmul roofline.
 
 For each variant, dtype and mode (inference forward; train step = forward, backward and
 an AdamW update), the benchmark compiles the step ahead of time, runs it once to warm
@@ -24,6 +24,7 @@ temporaries - donated aliases) on every platform; on GPU/TPU also the device's
     python benchmarks/model.py --quick                    # tiny, 16x224x224, ~2 min on CPU
     python benchmarks/model.py                            # tiny fp32 on CPU; all on GPU/TPU
     python benchmarks/model.py --variants tiny,small,base --dtypes float32,bfloat16
+    python benchmarks/model.py --variants lvt_k400          # another family, its own input
     python benchmarks/model.py --help
 
 Defaults depend on the platform: on CPU `--variants tiny --dtypes float32` (each
@@ -184,13 +185,6 @@ def random_variables(model, seed: int = 0):
   return jax.tree_util.tree_map_with_path(make, shapes)
 
 
-def required_multiple(variant: str) -> tuple[int, int, int]:
-  kwargs = models.variant_kwargs(variant)
-  fields = models.DualFormerBackbone.__dataclass_fields__
-  backbone = models.DualFormerBackbone(**{k: v for k, v in kwargs.items() if k in fields})
-  return backbone.required_multiple()
-
-
 def make_forward(model):
   def forward(variables, clips):
     return model.apply(variables, clips, train=False)
@@ -313,9 +307,10 @@ def parse_args(argv=None):
       prog='python benchmarks/model.py', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--variants', default=None,
-                      help='comma list of tiny,small,base (default: tiny on CPU, all three '
-                      'on GPU/TPU)')
-  parser.add_argument('--clip', default='32,224,224', help='T,H,W of one clip')
+                      help='comma list of variants of any family, e.g. tiny,small,base or '
+                      'lvt_k400 (default: tiny on CPU, tiny,small,base on GPU/TPU)')
+  parser.add_argument('--clip', default=None,
+                      help='T,H,W of one clip (default: each variant\'s official input)')
   parser.add_argument('--batch', type=int, default=1)
   parser.add_argument('--dtypes', default=None,
                       help='comma list of float32,bfloat16 (default: float32 on CPU, both '
@@ -337,18 +332,18 @@ def parse_args(argv=None):
   accelerator = plat in ('gpu', 'tpu')
   if args.quick:
     args.variants = args.variants or 'tiny'
-    args.clip = '16,224,224' if args.clip == '32,224,224' else args.clip
+    args.clip = args.clip or '16,224,224'
     args.repeats = args.repeats or 3
   args.variants = (args.variants or ('tiny,small,base' if accelerator else 'tiny')).split(',')
   args.dtypes = (args.dtypes or ('float32,bfloat16' if accelerator else 'float32')).split(',')
   args.modes = args.modes.split(',')
   args.repeats = args.repeats or (20 if accelerator else 5)
-  args.clip = tuple(int(v) for v in args.clip.split(','))
+  args.clip = tuple(int(v) for v in args.clip.split(',')) if args.clip else None
   if args.roofline_sizes:
     args.roofline_sizes = tuple(int(v) for v in args.roofline_sizes.split(','))
   else:
     args.roofline_sizes = ROOFLINE_SIZES.get(plat, ROOFLINE_SIZES['gpu'])
-  for name, values, allowed in (('variants', args.variants, models.VARIANTS),
+  for name, values, allowed in (('variants', args.variants, models.all_variants()),
                                 ('dtypes', args.dtypes, DTYPES),
                                 ('modes', args.modes, ('forward', 'train'))):
     bad = [v for v in values if v not in allowed]
@@ -361,7 +356,8 @@ def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   plat = platform_name()
   print(f'device: {device_description()}')
-  print(f'jax {jax.__version__}, backend {plat}, clip {args.clip}, batch {args.batch}, '
+  clip_text = 'x'.join(map(str, args.clip)) if args.clip else 'each variant\'s own'
+  print(f'jax {jax.__version__}, backend {plat}, clip {clip_text}, batch {args.batch}, '
         f'{args.repeats} timed runs per configuration (median reported)')
   if hasattr(os, 'getloadavg'):
     print(f'load average at start: {os.getloadavg()[0]:.2f}')
@@ -377,18 +373,16 @@ def main(argv=None) -> list[dict]:
     print(f'{dtype_name} matmul roofline: n={roof.n}, {roof.probe_rate / 1e9:.1f} GFLOP/s '
           f'(probe over n in {args.roofline_sizes})', flush=True)
     for variant in args.variants:
-      multiple = required_multiple(variant)
-      if any(c % m for c, m in zip(args.clip, multiple)):
-        raise SystemExit(f'clip {args.clip} must be a multiple of {multiple} for {variant}')
+      clip = args.clip or models.input_shape(models.create_model(variant))
       for mode in args.modes:
         try:
-          r = bench_one(variant, args.clip, args.batch, dtype_name, mode, args.repeats, roof,
+          r = bench_one(variant, clip, args.batch, dtype_name, mode, args.repeats, roof,
                         args.roofline_seconds, args.profile)
         except Exception as e:  # pylint: disable=broad-except
           # Out of memory or similar: record and go on with the other configurations.
           message = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
           print(f'  {variant} {dtype_name} {mode}: FAILED {message}', flush=True)
-          results.append(dict(variant=variant, clip=list(args.clip), batch=args.batch,
+          results.append(dict(variant=variant, clip=list(clip), batch=args.batch,
                               dtype=dtype_name, mode=mode, error=message))
           continue
         results.append(r)
