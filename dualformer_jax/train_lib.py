@@ -29,6 +29,7 @@ from dualformer_jax import models
 from dualformer_jax import optim
 from dualformer_jax import parallel
 from dualformer_jax import steps
+from dualformer_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def resolve_dataset(config: ml_collections.ConfigDict) -> str:
   """The TFDS name to read; generates and builds the synthetic dataset if asked to."""
   if not config.data.synthetic:
     if not config.data.name:
-      raise ValueError('config.data.name is empty: name a built TFDS dataset '
+      raise ConfigError('config.data.name is empty: name a built TFDS dataset '
                        '(see docs/data.md) or set config.data.synthetic=True.')
     return config.data.name
   name = None
@@ -77,24 +78,45 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   for field in _STRUCTURE_FIELDS:
     if m[field]:
       if field not in fields:
-        raise ValueError(f'config.model.{field} does not apply to the {family.name} family '
+        raise ConfigError(f'config.model.{field} does not apply to the {family.name} family '
                          f'(variant {m.variant!r}); leave it empty.')
       overrides[field] = tuple(m[field])
   return models.create_model(m.variant, num_classes=num_classes, **overrides)
 
 
-def load_pretrained(path: str, model, rng: jax.Array) -> dict[str, Any]:
+def load_pretrained(path: str, model, rng: jax.Array, partial: bool = False
+                    ) -> dict[str, Any]:
   """Host variables from an official `.pth`/`.safetensors` or one of our checkpoints.
 
   A classifier that does not fit `model.num_classes` is re-initialized (and logged).
+  `partial` (`config.init_partial`): every tensor that is missing from the checkpoint or
+  has another shape starts from the model's init instead of failing, each logged by name
+  with both shapes (mmcv `load_checkpoint(strict=False)`).
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f'config.init_from: {path} does not exist.')
   if os.path.isdir(path):
     source_model, variables = model_checkpoint.load_model(path)
     state_dict = convert.to_pytorch(variables, source_model)  # reuse the converter's checks
-    return convert.from_pytorch(state_dict, model, reinit_head=True, rng=rng)
-  return convert.from_pytorch(path, model, reinit_head=True, rng=rng)
+  else:
+    state_dict = convert.load_state_dict(path)
+  if partial:
+    example = jnp.zeros((1, *models.input_shape(model), 3), jnp.float32)
+    init = jax.jit(lambda r: model.init(r, example, train=False))(rng)
+    merged = {}
+    for key, value in convert.to_pytorch(nn.unbox(jax.device_get(init)), model).items():
+      if key not in state_dict:
+        log.warning('init_from: %s started from init (not in the checkpoint).', key)
+      elif np.shape(state_dict[key]) != np.shape(value):
+        log.warning('init_from: %s started from init (shape: checkpoint %s, model %s).', key,
+                    tuple(np.shape(state_dict[key])), tuple(np.shape(value)))
+      else:
+        value = state_dict[key]
+      merged[key] = value
+    for key in sorted(set(state_dict) - set(merged)):
+      log.warning('init_from: %s in the checkpoint is not in the model: ignored.', key)
+    state_dict = merged
+  return convert.from_pytorch(state_dict, model, reinit_head=True, rng=rng)
 
 
 def normalization(config: ml_collections.ConfigDict, family) -> tuple[tuple[float, ...],
@@ -111,7 +133,7 @@ def normalization(config: ml_collections.ConfigDict, family) -> tuple[tuple[floa
 def _check_batch(name: str, batch_size: int, shards: int) -> None:
   per_process = batch_size // jax.process_count()
   if batch_size % jax.process_count() or per_process % max(1, shards // jax.process_count()):
-    raise ValueError(f'{name}={batch_size} must split evenly over {jax.process_count()} '
+    raise ConfigError(f'{name}={batch_size} must split evenly over {jax.process_count()} '
                      f'processes and {shards} batch shards (devices along data x fsdp).')
 
 
@@ -129,12 +151,15 @@ class Setup:
 
 def setup(config: ml_collections.ConfigDict) -> Setup:
   if config.parallelism not in ('jit', 'pmap'):
-    raise ValueError(f"config.parallelism must be 'jit' or 'pmap', got {config.parallelism!r}.")
+    raise ConfigError(f"config.parallelism must be 'jit' or 'pmap', got {config.parallelism!r}.")
+  if config.token_labelling.teacher:
+    raise NotImplementedError('config.token_labelling.teacher is set, but the Token '
+                              'Labelling training step is not built yet.')
   dataset = resolve_dataset(config)
   info = data.dataset_info(dataset, config.data.data_dir)
   num_classes = config.model.num_classes if config.model.num_classes > 0 else info.num_classes
   if config.data.train_split not in info.splits:
-    raise ValueError(f'Split {config.data.train_split!r} not in {dataset}: {info.splits}.')
+    raise ConfigError(f'Split {config.data.train_split!r} not in {dataset}: {info.splits}.')
   bn_axis = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
   model = build_model(config, num_classes, bn_axis)
   plan = optim.plan_steps(info.splits[config.data.train_split], config.train.batch_size,
@@ -148,7 +173,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       weight_decay=config.train.weight_decay, b1=config.train.b1, b2=config.train.b2,
       backbone_lr_mult=config.train.backbone_lr_mult,
       grad_clip_norm=config.train.grad_clip_norm or None, name_fn=family.param_name,
-      head_module=family.head_module)
+      head_module=family.head_module, param_groups=tuple(config.train.param_groups),
+      optimizer=config.train.optimizer, momentum=config.train.momentum,
+      nesterov=config.train.nesterov, warmup_start_factor=config.train.warmup_start_factor,
+      cosine_by_epoch=config.train.cosine_by_epoch, min_lr=config.train.min_lr)
   kwargs = dict(label_smoothing=config.train.label_smoothing,
                 grad_accum_steps=config.train.grad_accum_steps,
                 normalization=normalization(config, family))
@@ -267,7 +295,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = runtime.from_checkpoint(restored[0])
     log.info('Resumed from %s at step %d.', checkpointer.directory, restored[1])
   elif config.init_from:
-    pretrained = load_pretrained(config.init_from, s.model, head_rng)
+    pretrained = load_pretrained(config.init_from, s.model, head_rng,
+                                 partial=config.init_partial)
     state = runtime.with_variables(state, pretrained['params'], pretrained['batch_stats'])
     log.info('Initialized from %s.', config.init_from)
 

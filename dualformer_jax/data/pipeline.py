@@ -25,9 +25,11 @@ from typing import Any, Iterator
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+
 from tensorflow_datasets.proto import tf_example_pb2
 
 from dualformer_jax.data import transforms
+from dualformer_jax.errors import ConfigError
 
 __all__ = ["DatasetSummary", "EvalDataset", "create_eval_dataset", "create_train_dataset", "dataset_info"]
 
@@ -308,12 +310,22 @@ class DatasetSummary:
         return getattr(self, key)
 
 
+class DatasetNotBuiltError(ConfigError):
+    """The config names a dataset that is not built in its data_dir."""
+
+
 def dataset_info(name: str, data_dir) -> DatasetSummary:
     """Classes and split sizes of a built dataset (e.g. to configure a model)."""
+    build = (f"python -m dualformer_jax.data.build {name} --manual_dir RAW_VIDEOS "
+             f"--data_dir {data_dir or '~/tensorflow_datasets'}")
     try:
         builder = tfds.builder(name, data_dir=os.fspath(data_dir) if data_dir else None)
     except Exception as e:
-        raise type(e)(f"{e}\n\n{name!r} is not built in data_dir={data_dir!r}; see docs/data.md.") from e
+        raise DatasetNotBuiltError(f"dataset {name!r} is not built in data_dir={data_dir!r}: "
+                                   f"build it with `{build}` (see docs/data.md)") from e
+    if not os.path.isdir(os.fspath(builder.data_path)):
+        raise DatasetNotBuiltError(f"dataset {name!r} is not built in data_dir={data_dir!r}: "
+                                   f"build it with `{build}` (see docs/data.md)")
     info = builder.info
     label = info.features["label"]
     path = os.fspath(builder.data_path)
