@@ -28,6 +28,20 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Starting point: '' (from scratch), an official .pth/.safetensors, or our checkpoint dir.
   c.init_from = ''
+  c.init_from_2d = ''  # a 2D ImageNet .pth/.safetensors to inflate (docs/imagenet_inflation.md)
+  # True: load the tensors of init_from that fit the model, keep init for the others
+  # (each logged by name with both shapes); False: a mismatch (other than the head) fails.
+  c.init_partial = False
+
+  # Token Labelling (official `*_tokenlabel_*` recipes; the training step is not built
+  # yet): a non-empty `teacher` asks for it.
+  c.token_labelling = ml_collections.ConfigDict()
+  c.token_labelling.teacher = ''  # the teacher's checkpoint (official: K400 DualFormer-B)
+  c.token_labelling.teacher_variant = 'base'
+  c.token_labelling.gamma = 0.5  # loss = gamma * video CE + (1 - gamma) * token soft CE
+  c.token_labelling.top_k = 5  # teacher logits kept per token for the soft targets
+  c.token_labelling.mix_token = False
+  c.token_labelling.token_dropout_rate = 0.5  # dropout before the token branch
 
   # Data: a TFDS dataset (see docs/data.md). `synthetic=True` generates and builds the
   # synthetic motion dataset under `data_dir` if it is absent.
@@ -57,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_short_side = 256
   c.data.eval_crop_size = 224
 
-  # Optimization: AdamW, linear warm-up then cosine to zero.
+  # Optimization: AdamW (or SGD), linear warm-up then cosine (optim.py).
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64  # global batch per train step (all devices, all hosts)
   c.train.grad_accum_steps = 1  # optimizer batch = batch_size * grad_accum_steps
@@ -68,7 +82,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.b1 = 0.9
   c.train.b2 = 0.999
   c.train.weight_decay = 0.02
-  c.train.backbone_lr_mult = 1.0  # official fine-tuning recipes use 0.1
+  c.train.backbone_lr_mult = 1.0  # lr multiplier outside the head (when no param_groups)
+  # mmcv custom_keys: ((key, lr_mult, decay_mult), ...) on official parameter names, the
+  # longest matching key alone applies; (): backbone_lr_mult and no decay on norm/pos_block.
+  c.train.param_groups = ()
+  c.train.optimizer = 'adamw'  # 'adamw' or 'sgd'
+  c.train.momentum = 0.9  # sgd only
+  c.train.nesterov = False  # sgd only
+  c.train.warmup_start_factor = 0.0  # warm-up starts at this x lr (mmcv warmup_ratio)
+  c.train.cosine_by_epoch = False  # True: cosine stepped once per epoch (mmcv by_epoch)
+  c.train.min_lr = 0.0
   c.train.grad_clip_norm = 0.0  # 0: no clipping
   c.train.label_smoothing = 0.0
   c.train.log_every_steps = 10
@@ -95,45 +118,74 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def kinetics_recipe(variant: str) -> ml_collections.ConfigDict:
-  """The official Kinetics-400 recipe (ARCHITECTURE.md section 9) for `variant`."""
+# The official recipes (RECIPES.md: sail-sg/dualformer configs, section 4).
+NORM_K = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))  # Kinetics (ImageNet)
+NORM_C = ((104.0, 117.0, 128.0), (1.0, 1.0, 1.0))  # fine-tuning configs, RGB order
+# paramwise_cfg custom_keys: only the longest key applies, so `pos_block` gets lr x1 and
+# no decay, every other backbone parameter (norms included) lr x0.1 with decay; the head
+# matches no key (lr x1, decay x1) and `norm` never applies.
+OFFICIAL_PARAM_GROUPS = (('pos_block', 1.0, 0.0), ('norm', 1.0, 0.0), ('backbone', 0.1, 1.0))
+
+
+def official_recipe(variant: str) -> ml_collections.ConfigDict:
+  """What every official config shares: AdamW (0.9, 0.999), the paramwise groups, warm-up
+  from 0.1x per iteration, cosine per epoch to 0, head dropout 0.5, train pipeline short
+  side 256 -> RandomResizedCrop (0.08-1, 3/4-4/3) -> 224 -> flip 0.5, no clipping."""
   c = base_config()
   c.model.variant = variant
-  c.model.drop_path_rate = 0.1
   c.model.head_dropout_rate = 0.5
-  c.data.name = 'kinetics400_video'
-  c.data.train_split, c.data.eval_split = 'train', 'validation'
-  c.data.clip_len, c.data.frame_interval = 32, 2
+  c.model.drop_rate = c.model.attn_drop_rate = 0.0
   c.data.short_side, c.data.crop_size = 256, 224
+  c.data.random_resized_crop = True
   c.data.area_range, c.data.aspect_range = (0.08, 1.0), (3 / 4, 4 / 3)
   c.data.flip = True
-  # Validation during training: 1 clip, short side 256, centre crop 224. The official
-  # test protocol is 4 clips at short side 224: see the configs' docstrings.
-  c.data.eval_num_clips, c.data.eval_num_crops = 1, 1
-  c.data.eval_short_side, c.data.eval_crop_size = 256, 224
-  c.train.batch_size = 64  # 8 clips x 8 GPUs in the official runs
-  c.train.num_epochs, c.train.warmup_epochs = 30.0, 3.0
-  c.train.learning_rate, c.train.weight_decay = 1e-3, 0.02
+  c.train.optimizer = 'adamw'
   c.train.b1, c.train.b2 = 0.9, 0.999
-  c.train.backbone_lr_mult = 0.1  # the backbone starts from pretrained weights
-  c.eval.every_steps = 5000
-  c.eval.batch_size = 64
+  c.train.param_groups = OFFICIAL_PARAM_GROUPS
+  c.train.backbone_lr_mult = 1.0  # given by param_groups
+  c.train.warmup_start_factor = 0.1
+  c.train.cosine_by_epoch = True
+  c.train.min_lr = 0.0
+  c.train.grad_clip_norm = 0.0
+  c.train.label_smoothing = 0.0
   c.checkpoint.every_steps = 1000
   return c
 
 
-def finetune_recipe(dataset: str, frame_interval: int = 2) -> ml_collections.ConfigDict:
-  """Small fine-tuned from Kinetics-400 (the official Diving-48/HMDB-51/UCF-101 recipes:
-  warm-up 1 epoch, test 4 clips x 3 crops). Epochs and learning rate are not in the
-  official facts; we keep the Kinetics values."""
-  c = kinetics_recipe('small')
+def kinetics_recipe(variant: str, dataset: str = 'kinetics400_video'
+                    ) -> ml_collections.ConfigDict:
+  """Kinetics (32 x 2 frames, Norm-K): validation 1 clip x centre crop at short side 256.
+  The official test (4 clips x 1 crop at short side 224) is `--mode eval` with
+  `--config.data.eval_num_clips=4 --config.data.eval_short_side=224`.
+  The caller sets drop-path, lr, decay, warm-up, epochs and batch."""
+  c = official_recipe(variant)
   c.data.name = dataset
-  c.data.frame_interval = frame_interval
-  c.data.eval_split = 'test'
-  c.data.eval_num_clips, c.data.eval_num_crops = 4, 3
-  c.data.eval_short_side, c.data.eval_crop_size = 224, 224
-  c.train.warmup_epochs = 1.0
-  c.init_from = 'checkpoints/small_k400'  # e.g. converted with python -m dualformer_jax.convert
+  c.data.train_split, c.data.eval_split = 'train', 'validation'
+  c.data.clip_len, c.data.frame_interval = 32, 2
+  c.data.mean, c.data.std = NORM_K
+  c.data.eval_num_clips, c.data.eval_num_crops = 1, 1
+  c.data.eval_short_side, c.data.eval_crop_size = 256, 224
+  c.train.num_epochs, c.train.learning_rate = 30.0, 1e-3
+  c.eval.every_steps = 5000
+  c.eval.batch_size = 64
+  return c
+
+
+def finetune_recipe(dataset: str, variant: str = 'small') -> ml_collections.ConfigDict:
+  """Fine-tuning from a Kinetics-400 checkpoint (Diving-48/HMDB-51/UCF-101): 32 x 4 frames,
+  Norm-C, warm-up 1 epoch, validation 4 clips x centre crop at short side 256. The
+  official test (4 clips x 3 crops at short side 224) is `--mode eval` with
+  `--config.data.eval_num_crops=3 --config.data.eval_short_side=224`.
+  The caller sets drop-path, decay, epochs and batch."""
+  c = official_recipe(variant)
+  c.data.name = dataset
+  c.data.eval_split = 'test'  # the official test split is the validation split
+  c.data.clip_len, c.data.frame_interval = 32, 4
+  c.data.mean, c.data.std = NORM_C
+  c.data.eval_num_clips, c.data.eval_num_crops = 4, 1
+  c.data.eval_short_side, c.data.eval_crop_size = 256, 224
+  c.train.learning_rate, c.train.warmup_epochs = 1e-3, 1.0
+  c.init_from = f'checkpoints/{variant}_k400'  # e.g. converted with python -m dualformer_jax.convert
   c.eval.every_steps = 1000
   c.eval.batch_size = 16
   return c
