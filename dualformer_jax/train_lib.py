@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -104,7 +105,7 @@ def load_pretrained(path: str, model, rng: jax.Array, partial: bool = False
     example = jnp.zeros((1, *models.input_shape(model), 3), jnp.float32)
     init = jax.jit(lambda r: model.init(r, example, train=False))(rng)
     merged = {}
-    for key, value in convert.to_pytorch(nn.unbox(jax.device_get(init)), model).items():
+    for key, value in convert.to_pytorch(flax.linen.unbox(jax.device_get(init)), model).items():
       if key not in state_dict:
         log.warning('init_from: %s started from init (not in the checkpoint).', key)
       elif np.shape(state_dict[key]) != np.shape(value):
@@ -153,8 +154,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   if config.parallelism not in ('jit', 'pmap'):
     raise ConfigError(f"config.parallelism must be 'jit' or 'pmap', got {config.parallelism!r}.")
   if config.token_labelling.teacher:
-    raise NotImplementedError('config.token_labelling.teacher is set, but the Token '
-                              'Labelling training step is not built yet.')
+    raise ConfigError('config.token_labelling.teacher is set, but the Token Labelling '
+                      'training step is not built yet; leave it empty.')
   dataset = resolve_dataset(config)
   info = data.dataset_info(dataset, config.data.data_dir)
   num_classes = config.model.num_classes if config.model.num_classes > 0 else info.num_classes
