@@ -23,6 +23,7 @@ from dualformer_jax.models.registry import variant_kwargs
 
 # Each import registers its family.
 from dualformer_jax.models import dualformer  # noqa: F401  (registers the family)
+from dualformer_jax.models import lvt  # noqa: F401  (registers the family)
 from dualformer_jax.models import mobile_former  # noqa: F401  (registers the family)
 
 # DualFormer's names, as before families existed.
