@@ -13,3 +13,5 @@ from dualformer_jax.convert.convert import to_pytorch
 from dualformer_jax.convert.convert import variable_shapes
 from dualformer_jax.convert.io import load_state_dict
 from dualformer_jax.convert.io import save_state_dict
+from dualformer_jax.convert.inflate import from_pytorch_2d
+from dualformer_jax.convert.inflate import inflate_with_report

@@ -26,8 +26,8 @@ import numpy as np
 
 def _to_flax(args) -> None:
   from dualformer_jax import convert, model_checkpoint, models  # pylint: disable=g-import-not-at-top
+  family = models.family_of_variant(args.variant)  # cheap checks first
   state_dict = convert.load_state_dict(args.input)
-  family = models.family_of_variant(args.variant)
   num_classes = args.num_classes
   if num_classes is None:
     num_classes = models.registry.head_classes(family, state_dict)
@@ -55,10 +55,31 @@ def _to_pytorch(args) -> None:
         f'({model.num_classes} classes).')
 
 
-def main(argv=None) -> None:
+def _inflate(args) -> None:
+  from dualformer_jax import convert, model_checkpoint, models  # pylint: disable=g-import-not-at-top
+  overrides = {}
+  if args.video_size:
+    overrides['video_size'] = tuple(int(v) for v in args.video_size.split(','))
+  model = models.create_model(args.variant, num_classes=args.num_classes, **overrides)
+  variables, report = convert.inflate_with_report(args.input, model)
+  model_checkpoint.save_model(args.output, variables, model, force=args.overwrite)
+  print(report.summary())
+  print(f'Wrote {args.output}: {args.variant} inflated from {args.input}, '
+        f'{args.num_classes} classes (new head).')
+
+
+def main(argv=None) -> int:
+  """`dualformer-convert`: user errors as one `error: ...` line (`--verbose`: traceback)."""
+  from dualformer_jax.cli import errors  # pylint: disable=g-import-not-at-top
+  return errors.run_main(_main, argv)
+
+
+def _main(argv) -> None:
+  from dualformer_jax.cli import errors  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog='python -m dualformer_jax.convert', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--verbose', action='store_true', help='show the traceback of errors')
   sub = parser.add_subparsers(dest='command', required=True)
 
   to_flax = sub.add_parser('to-flax', help='official .pth/.safetensors -> orbax checkpoint')
@@ -82,17 +103,34 @@ def main(argv=None) -> None:
   to_torch.add_argument('--output', required=True, help='.pth or .safetensors file to write')
   to_torch.set_defaults(run=_to_pytorch)
 
+  inflate = sub.add_parser('inflate', help='2D ImageNet .pth/.safetensors -> video orbax '
+                           'checkpoint (docs/imagenet_inflation.md)')
+  inflate.add_argument('--input', required=True,
+                       help='2D DualFormer or timm Twins-SVT .pth/.safetensors file')
+  inflate.add_argument('--output', required=True, help='orbax checkpoint directory to write')
+  inflate.add_argument('--variant', required=True, help='the video variant, e.g. tiny')
+  inflate.add_argument('--num_classes', type=int, default=400,
+                       help='classes of the new video head (default 400)')
+  inflate.add_argument('--video_size', default=None,
+                       help='T,H,W the model is built for (default: the variant\'s)')
+  inflate.add_argument('--overwrite', action='store_true', help='replace --output if present')
+  inflate.set_defaults(run=_inflate)
+
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format='%(levelname)s: %(message)s')
   for noisy in ('absl', 'orbax', 'jax'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  if args.command == 'to-flax' and os.path.exists(args.output) and not args.overwrite:
-    sys.exit(f'{args.output} exists: pass --overwrite to replace it.')
+  if args.command in ('to-flax', 'inflate') and os.path.exists(args.output) and not args.overwrite:
+    raise errors.UserError(f'{args.output} exists: pass --overwrite to replace it.')
   try:
     args.run(args)
-  except (FileNotFoundError, ValueError, ImportError) as e:
-    sys.exit(f'error: {e}')
+  except ImportError as e:  # torch, for a .pth
+    raise errors.UserError(f'{e} (pip install "dualformer-jax[torch]" reads .pth files)') from e
+  except ValueError as e:  # a state dict or checkpoint that does not fit, a bad --video_size
+    if errors.is_user_error(e):
+      raise
+    raise errors.UserError(str(e)) from e
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())
