@@ -10,11 +10,13 @@ family's `count_flops` says what it counts by kind).
 
 import argparse
 import dataclasses
+import sys
 from typing import Sequence
 
 import numpy as np
 
 from dualformer_jax import models
+from dualformer_jax.cli import errors
 
 
 @dataclasses.dataclass
@@ -88,8 +90,13 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f'expected T,H,W (or H,W), got {text!r}') from None
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(
+def main(argv=None) -> int:
+  """`dualformer-flops`: user errors as one `error: ...` line (`--verbose`: traceback)."""
+  return errors.run_main(_main, argv)
+
+
+def _main(argv) -> None:
+  parser = errors.ArgumentParser(
       prog='python -m dualformer_jax.flops', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--variant', default='tiny', choices=sorted(models.all_variants()),
@@ -101,6 +108,7 @@ def main(argv=None) -> None:
   parser.add_argument('--num_classes', type=int, default=400)
   parser.add_argument('--all', action='store_true',
                       help='every variant with official figures, at its official input')
+  parser.add_argument('--verbose', action='store_true', help='show the traceback of errors')
   args = parser.parse_args(argv)
   if args.all:
     for family in models.families().values():
@@ -112,4 +120,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

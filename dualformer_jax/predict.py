@@ -42,6 +42,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from dualformer_jax.cli import errors
+
 # Heavy modules (jax, flax, orbax, torch) are imported inside functions, so that
 # `--help` and argument errors are instant.
 
@@ -431,7 +433,7 @@ def config_defaults(spec: str) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = errors.ArgumentParser(
       prog='python -m dualformer_jax.predict',
       description='Print the top classes of a video, averaged over the official test '
                   'views (clips x crops).')
@@ -464,6 +466,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--top_k', type=int, default=5, help='classes to print (default 5)')
   p.add_argument('--batch_size', type=int, default=4, help='views per forward pass')
   p.add_argument('--json', action='store_true', help='print a JSON object instead of a table')
+  p.add_argument('--verbose', action='store_true', help='show the traceback of errors')
   return p
 
 
@@ -515,16 +518,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str]) -> int:
   args = _parser().parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format='%(levelname)s: %(message)s')
   for noisy in ('absl', 'orbax', 'jax'):
     logging.getLogger(noisy).setLevel(logging.ERROR)
   try:
     result = run(args)
-  except (PredictError, FileNotFoundError, ImportError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  except ImportError as e:  # e.g. torch, for a .pth
+    raise PredictError(f'{e} (pip install "dualformer-jax[torch]" reads .pth files)') from e
   if args.json:
     print(json.dumps(result, indent=2))
   else:
@@ -533,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table([(r['index'], r['class'], r['probability'])
                         for r in result['top_k']]))
   return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`dualformer-predict`: user errors as one `error: ...` line (`--verbose`: traceback)."""
+  return errors.run_main(_main, argv)
 
 
 if __name__ == '__main__':

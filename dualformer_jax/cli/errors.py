@@ -10,6 +10,7 @@ traceback of user errors too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
@@ -40,6 +41,7 @@ def message(e: BaseException) -> str:
     text = f'{e.filename}: {e.strerror}'
   else:
     text = str(e).strip().strip('"\'') or type(e).__name__
+    text = text.split('\n\n')[0]  # the first paragraph; --verbose shows the rest
   text = ' '.join(text.split())
   return text if text.startswith('error: ') else f'error: {text}'
 
@@ -67,3 +69,11 @@ def run_main(fn: Callable[[list[str]], int | None],
       traceback.print_exc()
     print(message(e), file=sys.stderr)
     return 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse whose usage errors are one `error: ...` line (exit 2) naming `--help`."""
+
+  def error(self, message):  # pylint: disable=signature-differs
+    print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+    sys.exit(2)

@@ -16,9 +16,16 @@ import json
 import os
 import sys
 
+from dualformer_jax.cli import errors
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """`dualformer-build`: user errors as one `error: ...` line (`--verbose`: traceback)."""
+    return errors.run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = errors.ArgumentParser(
         prog="python -m dualformer_jax.data.build",
         description="Build video TFDS datasets (ArrayRecord) from raw video files.",
     )
@@ -35,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only array_record (what the grain pipeline reads)")
     parser.add_argument("--imports", "-i", default="",
                         help="comma-separated extra modules to import (registering more builders)")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of errors")
     args = parser.parse_args(argv)
 
     from dualformer_jax.data import builders  # noqa: F401  (registers the builders)
@@ -51,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{ds}: give the config either as NAME/CONFIG or with --config, not both")
         config = config or args.config
         if config and config.startswith("{"):
-            config = VideoConfig(**json.loads(config))
+            try:
+                config = VideoConfig(**json.loads(config))
+            except (ValueError, TypeError) as e:
+                raise errors.UserError(f"--config {config}: not the JSON kwargs of VideoConfig "
+                                       f"({e})") from e
         try:
             cls = tfds.core.registered.imported_builder_cls(name)
         except Exception:  # pylint: disable=broad-except
@@ -59,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                          "video_folder, kinetics400_video, kinetics600_video, "
                          "something_something_v2_video, ucf101_video, hmdb51_video, diving48_video")
         configs = [config] if config else [c.name for c in cls.BUILDER_CONFIGS]
+        if not os.path.isdir(os.path.expanduser(args.manual_dir)):
+            raise errors.UserError(f"--manual_dir {args.manual_dir} does not exist: give the folder "
+                                   f"holding the raw videos ({name}'s layout is in docs/data.md)")
         for c in configs:
             build_dataset(cls, manual_dir=os.path.expanduser(args.manual_dir),
                           data_dir=data_dir, config=c, num_workers=args.num_workers)

@@ -32,6 +32,16 @@ import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
 from dualformer_jax.data import video_io
+from dualformer_jax.errors import UserError
+
+
+class LayoutError(UserError, ValueError):
+    """The --manual_dir layout or annotations do not match what the builder reads."""
+
+
+class ManualDirError(UserError, FileNotFoundError):
+    """--manual_dir is missing, empty, or lacks a file the builder needs."""
+
 
 __all__ = [
     "SKIP_REPORT_FILENAME",
@@ -163,6 +173,7 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         raise NotImplementedError
 
     def _fail(self, message: str, exc=ValueError):
+        exc = ManualDirError if issubclass(exc, FileNotFoundError) else LayoutError
         raise exc(
             f"{self.name}: {message}\n\nExpected layout of --manual_dir:\n"
             f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
@@ -173,7 +184,7 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         try:
             manual_dir = os.fspath(dl_manager.manual_dir)
         except AssertionError as e:  # TFDS: missing or empty manual_dir.
-            raise FileNotFoundError(
+            raise ManualDirError(
                 f"{self.name}: {e}\nPass the folder holding the videos with "
                 "`--manual_dir DIR` (tfds build) or "
                 "`download_config=tfds.download.DownloadConfig(manual_dir=DIR)`."
