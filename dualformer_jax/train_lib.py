@@ -295,6 +295,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if restored is not None:
     state = runtime.from_checkpoint(restored[0])
     log.info('Resumed from %s at step %d.', checkpointer.directory, restored[1])
+  elif config.init_from and config.get('init_from_2d'):
+    raise ValueError('config.init_from and config.init_from_2d are both set: choose one '
+                     '(init_from: a video checkpoint; init_from_2d: a 2D image one).')
+  elif config.get('init_from_2d'):
+    pretrained, report = convert.inflate_with_report(config.init_from_2d, s.model, head_rng)
+    state = runtime.with_variables(state, pretrained['params'], pretrained['batch_stats'])
+    log.info('Initialized by 2D -> 3D inflation of %s (new head):\n%s', config.init_from_2d,
+             report.summary())
   elif config.init_from:
     pretrained = load_pretrained(config.init_from, s.model, head_rng,
                                  partial=config.init_partial)
