@@ -85,14 +85,15 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   return models.create_model(m.variant, num_classes=num_classes, **overrides)
 
 
-def load_pretrained(path: str, model, rng: jax.Array, partial: bool = False
-                    ) -> dict[str, Any]:
+def load_pretrained(path: str, model, rng: jax.Array, partial: bool = False,
+                    init_variables: dict[str, Any] | None = None) -> dict[str, Any]:
   """Host variables from an official `.pth`/`.safetensors` or one of our checkpoints.
 
   A classifier that does not fit `model.num_classes` is re-initialized (and logged).
   `partial` (`config.init_partial`): every tensor that is missing from the checkpoint or
   has another shape starts from the model's init instead of failing, each logged by name
-  with both shapes (mmcv `load_checkpoint(strict=False)`).
+  with both shapes (mmcv `load_checkpoint(strict=False)`). The init is
+  `init_variables` (host arrays) if given, else `model.init(rng)`.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f'config.init_from: {path} does not exist.')
@@ -102,8 +103,10 @@ def load_pretrained(path: str, model, rng: jax.Array, partial: bool = False
   else:
     state_dict = convert.load_state_dict(path)
   if partial:
-    example = jnp.zeros((1, *models.input_shape(model), 3), jnp.float32)
-    init = jax.jit(lambda r: model.init(r, example, train=False))(rng)
+    init = init_variables
+    if init is None:
+      example = jnp.zeros((1, *models.input_shape(model), 3), jnp.float32)
+      init = jax.jit(lambda r: model.init(r, example, train=False))(rng)
     merged = {}
     for key, value in convert.to_pytorch(flax.linen.unbox(jax.device_get(init)), model).items():
       if key not in state_dict:
