@@ -80,8 +80,9 @@ def _fresh_head(model: lvt_model.LinearVideoTransformer, rng: jax.Array) -> dict
                            model.dtype, model.param_dtype)
   frames = jnp.zeros((1, 1, model.embed_dim), model.dtype)
   new_fc = lvt_model.UnusedLinear(model.embed_dim, model.num_classes, model.param_dtype)
-  return {'head': rules.init_submodule(head, frames, head_rng),
-          'new_fc': nn.unbox(new_fc.init(fc_rng))['params']}
+  init = lambda: {'head': rules.init_submodule(head, frames, head_rng),
+                  'new_fc': nn.unbox(new_fc.init(fc_rng))['params']}
+  return jax.jit(init)()
 
 
 def from_pytorch(state_dict: Mapping[str, np.ndarray],
@@ -96,7 +97,7 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray],
   rng = rng if rng is not None else jax.random.PRNGKey(0)
   shapes = registry.variable_shapes(model)
   state_dict = dict(state_dict)
-  fresh = _fresh_head(model, rng)
+  fresh = _fresh_head(model, rng) if reinit_head else None
   if reinit_head:
     fresh_sd = rules.export_state_dict({'params': fresh}, official_key)
     redrawn = [k for k, v in fresh_sd.items()

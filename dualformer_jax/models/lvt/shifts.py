@@ -7,6 +7,7 @@ copied unchanged.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # (row, column) offset of the source token and whether a source off the grid gives zero
 # (True) or the unshifted value (False), per channel group, for shift size 1; the offsets
@@ -19,23 +20,6 @@ _BASE_GROUPS = (
 _SIZE2_EXTRA = tuple(((dr, dc), False) for dr, dc in (
     (-2, -1), (-2, 1), (-1, -2), (1, -2), (2, -1), (2, 1), (-1, 2), (1, 2),
     (1, 0), (-1, 0), (0, 1), (0, -1), (-1, -1), (1, 1), (-1, 1), (1, -1)))
-
-
-def _take_along(x: jax.Array, axis: int, offset: int) -> tuple[jax.Array, jax.Array]:
-  """`y[i] = x[i + offset]` along `axis`, zero where `i + offset` is off the axis; and
-  the validity mask (broadcastable to `x`)."""
-  size = x.shape[axis]
-  if offset == 0:
-    return x, jnp.ones((), bool)
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (max(-offset, 0), max(offset, 0))
-  padded = jnp.pad(x, pad)
-  start = max(offset, 0)
-  y = jax.lax.slice_in_dim(padded, start, start + size, axis=axis)
-  index = jnp.arange(size) + offset
-  valid = (index >= 0) & (index < size)
-  valid = valid.reshape([size if a == axis % x.ndim else 1 for a in range(x.ndim)])
-  return y, valid
 
 
 def temporal_shift(x: jax.Array, shift_div: int, num_segments: int) -> jax.Array:
@@ -51,9 +35,11 @@ def temporal_shift(x: jax.Array, shift_div: int, num_segments: int) -> jax.Array
     raise ValueError(f'temporal shift: {t} frames are not a multiple of num_segments='
                      f'{num_segments}')
   f = c // shift_div
-  groups = x.reshape(b, t // num_segments, num_segments, h, w, c)
-  from_next, _ = _take_along(groups[..., :f], 2, 1)  # [b, g, s, h, w, f]
-  from_prev, _ = _take_along(groups[..., f:2 * f], 2, -1)
+  groups = x.reshape(b, t // num_segments, num_segments, h, w, c)  # [b, g, s, h, w, c]
+  zero_after = ((0, 0), (0, 0), (0, 1), (0, 0), (0, 0), (0, 0))  # one zero frame
+  zero_before = ((0, 0), (0, 0), (1, 0), (0, 0), (0, 0), (0, 0))
+  from_next = jnp.pad(groups[:, :, 1:, ..., :f], zero_after)
+  from_prev = jnp.pad(groups[:, :, :-1, ..., f:2 * f], zero_before)
   out = jnp.concatenate([from_next, from_prev, groups[..., 2 * f:]], axis=-1)
   return out.reshape(b, t, h, w, c)
 
@@ -76,16 +62,20 @@ def spatial_shift(x: jax.Array, shift_size: int) -> jax.Array:
   `(row + dr, col + dc)` for the group's offset; off the grid the 4 axial groups of the
   base 8 are zero-filled and every other group keeps its unshifted value (official quirk).
   """
-  c = x.shape[-1]
+  _, _, h, w, c = x.shape
   f = spatial_group_width(c, shift_size)
+  groups = spatial_groups(shift_size)
+  used = len(groups) * f
+  p = max(max(abs(dr), abs(dc)) for (dr, dc), _ in groups)
+  padded = jnp.pad(x[..., :used], ((0, 0), (0, 0), (p, p), (p, p), (0, 0)))  # zeros outside
+  rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
   parts = []
-  for g, ((dr, dc), zero_fill) in enumerate(spatial_groups(shift_size)):
-    group = x[..., g * f:(g + 1) * f]  # [b, t, h, w, f]
-    rows, row_ok = _take_along(group, 2, dr)
-    shifted, col_ok = _take_along(rows, 3, dc)
+  for g, ((dr, dc), zero_fill) in enumerate(groups):
+    channels = slice(g * f, (g + 1) * f)
+    shifted = padded[:, :, p + dr:p + dr + h, p + dc:p + dc + w, channels]  # [b, t, h, w, f]
     if not zero_fill:
-      shifted = jnp.where(row_ok & col_ok, shifted, group)
+      inside = (rows + dr >= 0) & (rows + dr < h) & (cols + dc >= 0) & (cols + dc < w)
+      shifted = jnp.where(inside[:, :, None], shifted, x[..., channels])
     parts.append(shifted)
-  used = len(parts) * f
   parts.append(x[..., used:])
   return jnp.concatenate(parts, axis=-1)
