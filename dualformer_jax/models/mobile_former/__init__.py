@@ -39,6 +39,8 @@ IMAGE_FAMILY = registry.register(registry.Family(
     mean=MEAN,
     std=STD,
     head_prefix=conversion.HEAD_PREFIX,
+    head_module='head',
+    param_name=conversion.official_name,
 ))
 
 VIDEO_FAMILY = registry.register(registry.Family(
@@ -55,6 +57,8 @@ VIDEO_FAMILY = registry.register(registry.Family(
     mean=MEAN,
     std=STD,
     head_prefix=conversion.HEAD_PREFIX,
+    head_module='head',
+    param_name=conversion.official_name,
 ))
 
 __all__ = ['MobileFormer', 'MobileFormer3D', 'IMAGE_FAMILY', 'VIDEO_FAMILY', 'conversion',

@@ -6,6 +6,7 @@ path. The video model uses the same names with 3D kernels `(O, I/g, kt, kh, kw)`
 image state dict given to the video model is inflated first (`inflation.py`).
 """
 
+import functools
 import logging
 import re
 from typing import Any, Mapping
@@ -28,6 +29,10 @@ from dualformer_jax.models.mobile_former import model as mf_model
 from dualformer_jax.models.mobile_former import variants
 
 log = logging.getLogger(__name__)
+
+# The model's variables as ShapeDtypeStructs, traced once per distinct model (a trace
+# costs seconds; modules are hashable). Callers must not modify the returned tree.
+variable_shapes = functools.lru_cache(maxsize=32)(registry.variable_shapes)
 
 # The classifier's last Linear: what `reinit_head` replaces for a new class count.
 HEAD_PREFIX = 'classifier.classifier.'
@@ -108,6 +113,11 @@ def official_key_3d(path: tuple[str, ...]) -> tuple[str, Transform]:
   return _official_key(path, CONV3D)
 
 
+def official_name(path: tuple[str, ...]) -> str:
+  """Flax parameter path -> official parameter name (image and video alike)."""
+  return official_key(path)[0]
+
+
 def key_function(model: mf_model._MobileFormerBase):  # pylint: disable=protected-access
   return official_key_3d if isinstance(model, mf_model.MobileFormer3D) else official_key
 
@@ -132,7 +142,7 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray], model, *, reinit_head: bo
     from dualformer_jax.models.mobile_former import inflation  # pylint: disable=g-import-not-at-top
     log.info('Inflating an image Mobile-Former state dict to 3D (centre rule).')
     state_dict = inflation.inflate_state_dict(state_dict, model)
-  return rules.load_variables(state_dict, registry.variable_shapes(model), key_function(model),
+  return rules.load_variables(state_dict, variable_shapes(model), key_function(model),
                               head_prefix=HEAD_PREFIX, reinit_head=reinit_head,
                               init_head=lambda: _init_head(model, rng), head_path=HEAD_PATH)
 
@@ -140,7 +150,7 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray], model, *, reinit_head: bo
 def to_pytorch(variables: Mapping[str, Any], model=None) -> dict[str, np.ndarray]:
   """Flax variables -> the official state dict; checked against `model` if given."""
   if model is not None:
-    rules.check_structure(variables, registry.variable_shapes(model))
+    rules.check_structure(variables, variable_shapes(model))
   key_fn = key_function(model) if model is not None else _guess_key_function(variables)
   return rules.export_state_dict(variables, key_fn)
 

@@ -1,11 +1,13 @@
 """Multiply-adds of a Mobile-Former, in the fvcore convention of the official figures.
 
 One multiply-add counts as one FLOP. Counted: convolutions, Linear layers and the
-attention matmuls (bias, activations, softmax, DyReLU's max, residual adds not);
-BatchNorm two per element (eval mode, normalize and affine: fvcore's count, which the
-official totals bear out); LayerNorm five per element; average pooling one per pooled
-element. `conv + linear + attention` is the "MACs only" column of the fact
-sheet; the sum of all kinds is fvcore's total (the paper's "M" in the variant names).
+attention matmuls (not biases, activations, softmax, DyReLU's max or residual adds);
+BatchNorm two per element (fvcore's eval-mode count, normalize and affine, which the
+official totals bear out); LayerNorm five per element; the image head's average pooling
+one per pooled element (fvcore has no count for the 3D pooling of clips, so neither do
+we: under 0.02% of any video figure). `conv + linear + attention` is the fact sheet's
+"MACs only" column; the sum of all kinds is fvcore's total, the paper's "M" in the
+variant names.
 
     python -m dualformer_jax.models.mobile_former.flops   # every variant, as a table
 """
@@ -16,8 +18,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from dualformer_jax.models import registry
 from dualformer_jax.models.mobile_former import blocks as mf_blocks
+from dualformer_jax.models.mobile_former import conversion
 from dualformer_jax.models.mobile_former import model as mf_model
 from dualformer_jax.models.mobile_former import variants
 
@@ -104,7 +106,8 @@ def count_flops(model: mf_model._MobileFormerBase,  # pylint: disable=protected-
   mobile_to_former(n, c_in)  # the final bridge
   expanded = 6 * c_in
   conv_bn(grid, c_in, expanded, 1, g)
-  flops['pool'] += n * expanded
+  if model.input_rank == 2:  # fvcore counts adaptive_avg_pool2d, and has no 3D handle
+    flops['pool'] += n * expanded
   flops['linear'] += (expanded + d) * model.num_features + model.num_features * model.num_classes
   flops['batch_norm'] += BATCH_NORM_FLOPS_PER_ELEMENT * model.num_features
   return dict(flops)
@@ -112,7 +115,7 @@ def count_flops(model: mf_model._MobileFormerBase,  # pylint: disable=protected-
 
 def count_parameters(model: mf_model._MobileFormerBase) -> int:  # pylint: disable=protected-access
   """Trainable parameters (BatchNorm statistics excluded), from `jax.eval_shape`."""
-  params = registry.variable_shapes(model)['params']
+  params = conversion.variable_shapes(model)['params']
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))
 
 

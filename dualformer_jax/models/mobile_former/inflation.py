@@ -17,7 +17,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from dualformer_jax.models import conversion_rules as rules
-from dualformer_jax.models import registry
 from dualformer_jax.models.mobile_former import conversion
 from dualformer_jax.models.mobile_former import model as mf_model
 
@@ -39,7 +38,7 @@ def inflate_state_dict(state_dict: Mapping[str, np.ndarray],
   weights whose spatial shape does not fit, are passed through unchanged, so that
   `from_pytorch` reports them (key and both shapes).
   """
-  expected = rules.key_map(registry.variable_shapes(model), conversion.official_key_3d)
+  expected = rules.key_map(conversion.variable_shapes(model), conversion.official_key_3d)
   inflated = {}
   for key, value in state_dict.items():
     value = np.asarray(value)

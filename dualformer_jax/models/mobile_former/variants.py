@@ -110,6 +110,10 @@ IMAGE_FACTS: dict[str, dict[str, Any]] = {
                                lr=1e-3, weight_decay=0.20, drop=0.3),
 }
 
+for _facts in IMAGE_FACTS.values():  # The keys every family's reports read.
+  _facts.update(gflops=_facts['mflops'] / 1000, gflops_input=(224, 224), num_classes=1000,
+                source='official code and README (AAboys/MobileFormer)')
+
 # Our video family: image widths, 3x3x3 depthwise kernels in every Mobile-Former block,
 # the default clip of the proposal's cost table.
 VIDEO_VARIANTS: dict[str, dict[str, Any]] = {
@@ -137,6 +141,10 @@ VIDEO_FACTS: dict[str, dict[str, Any]] = {
     'mobile_former_3d_s_t1': dict(widths='mobile_former_214m', gflops=0.800,
                                   params_400_m=8.47),
 }
+
+for _name, _facts in VIDEO_FACTS.items():
+  _facts.update(gflops_input=VIDEO_VARIANTS[_name]['video_size'], num_classes=400,
+                source='our reconstruction: measured cost of the proposal, not published')
 
 # Architecture fields stored with checkpoints.
 IMAGE_ARCHITECTURE_FIELDS = ('num_classes', 'image_size', 'stem_channels', 'blocks',
