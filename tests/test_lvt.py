@@ -193,7 +193,7 @@ def test_shift_quirks():
   """Axial groups zero-fill at the border, diagonal ones keep their value; the temporal
   shift never crosses a segment boundary."""
   x = jnp.arange(1, 1 + 3 * 3 * 32, dtype=jnp.float32).reshape(1, 1, 3, 3, 32) + 0.5
-  y = np.asarray(jax.jit(shifts.spatial_shift, static_argnums=1)(x, 1))  # groups of 32 // 16 = 2 channels
+  y = np.asarray(jax.jit(shifts.spatial_shift, static_argnums=1)(x, 1))  # groups of 2
   x = np.asarray(x)
   assert y[0, 0, 2, 1, 0] == 0 and y[0, 0, 1, 1, 0] == x[0, 0, 2, 1, 0]  # g0 from row + 1
   assert y[0, 0, 0, 0, 8] == x[0, 0, 0, 0, 8]  # g4 from (-1, -1): off grid, unshifted
@@ -235,7 +235,7 @@ def test_official_models_export_layout_and_parameter_counts(variant):
   assert set(shapes) == {'params'}  # no BatchNorm, no buffers
   count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
   assert count(shapes) == official['params']
-  assert count(shapes) - count(shapes['params']['new_fc']) == official['params_used']
+  assert count(shapes) - count(shapes['params']['head']['new_fc']) == official['params_used']
   assert lvt.conversion.infer_variant(
       {k: np.broadcast_to(np.float32(0), s) for k, (s, _) in exported.items()}) == variant
 
@@ -286,9 +286,9 @@ def test_reinit_head_for_other_classes(golden, caplog):
   assert 'consensus.mlp_head.4' in caplog.text and 'new_fc' in caplog.text
   params = variables['params']
   assert params['head']['fc2']['kernel'].shape == (96, 7)
-  assert params['new_fc']['kernel'].shape == (64, 7)
+  assert params['head']['new_fc']['kernel'].shape == (64, 7)
   assert 0.015 < float(np.std(params['head']['fc2']['kernel'])) < 0.025  # trunc_normal(0.02)
-  assert 0.0007 < float(np.std(params['new_fc']['kernel'])) < 0.0013  # normal(0.001)
+  assert 0.0007 < float(np.std(params['head']['new_fc']['kernel'])) < 0.0013  # normal(0.001)
   exported = lvt.FAMILY.to_pytorch(variables, model)
   for key, value in state_dict.items():  # backbone and the fitting head layers: loaded
     if not key.startswith(('consensus.mlp_head.4.', 'new_fc.')):
@@ -340,6 +340,27 @@ def test_every_parameter_has_logical_axes():
   assert names <= {name for name, _ in sharding.DEFAULT_RULES}
 
 
+def test_official_initialization():
+  """Section 10 of the fact sheet, on a small LVT (depth 1, 8 x 16 x 16 clips)."""
+  model = models.create_model('lvt_mini', num_classes=10, depth=1, video_size=(8, 16, 16))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 16, 16, 3)))
+  params = nn.unbox(params)['params']
+  std = lambda a: float(np.std(np.asarray(a)))
+  backbone, block = params['backbone'], params['backbone']['block_0']
+  assert std(backbone['patch_embed']['kernel']) == pytest.approx(np.sqrt(2 / (16 * 16 * 64)),
+                                                                  rel=0.03)
+  assert std(block['mlp']['dwconv']['kernel']) == pytest.approx(np.sqrt(2 / 9), rel=0.1)
+  qkv = np.asarray(block['attn']['qkv']['kernel'])
+  assert std(qkv) == pytest.approx(0.02, rel=0.05)
+  assert np.abs(qkv).max() > 0.06  # truncated at +-2 absolute, not at 2 std
+  assert std(block['temporal_attn']['q_gate']['kernel']) == pytest.approx(0.02, rel=0.15)
+  assert std(params['head']['new_fc']['kernel']) == pytest.approx(0.001, rel=0.15)
+  assert not np.any(np.asarray(backbone['temp_embed']))
+  assert np.all(np.asarray(block['norm1']['scale']) == 1)
+  biases = [v for path, v in rules.flatten(params).items() if path[-1] == 'bias']
+  assert len(biases) == 21 and not any(np.any(np.asarray(b)) for b in biases)  # all zero
+
+
 def test_bad_clip_shape_names_the_expected_shape(mini_run):
   model, variables = mini_run['model'], mini_run['variables']
   with pytest.raises(ValueError, match=r'\[batch, 16, 64, 64, 3\]'):
@@ -384,7 +405,7 @@ def test_remat_gives_the_same_loss_and_gradients(mini_run, clips):
   for g, g_remat in zip(flat, flat_remat):
     np.testing.assert_allclose(g, g_remat, rtol=1e-4, atol=1e-5 * float(jnp.abs(g).max()))
   assert float(jnp.abs(grads['backbone']['block_0']['attn']['q_gate']['kernel']).max()) > 0
-  assert not np.any(np.asarray(grads['new_fc']['kernel']))  # never called
+  assert not np.any(np.asarray(grads['head']['new_fc']['kernel']))  # never called
 
 
 def test_sharded_mesh_gives_single_device_logits(mini_run, clips):

@@ -2,15 +2,15 @@
 
 Each Flax leaf maps to one official key plus a layout transform (a small table of
 regular expressions over the Flax path). The unused official `new_fc` is a parameter of
-the model (`UnusedLinear`), so an import followed by an export gives back every tensor
-bit for bit; `reinit_head` re-draws it with the classifier when the class count changes.
+the model (`head/new_fc`, an `UnusedLinear`), so an import followed by an export gives
+back every tensor bit for bit; `reinit_head` re-draws it with the classifier when the
+class count changes.
 """
 
 import logging
 import re
 from typing import Any, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,7 +48,7 @@ _MODULE_RULES: list[tuple[str, str, Transform]] = [
     (r'head/norm', r'consensus.mlp_head.0', IDENTITY),
     (r'head/fc1', r'consensus.mlp_head.1', LINEAR),
     (r'head/fc2', r'consensus.mlp_head.4', LINEAR),
-    (r'new_fc', r'new_fc', LINEAR),
+    (r'head/new_fc', r'new_fc', LINEAR),
 ]
 
 # The classifier proper: the only head tensors whose shape depends on the class count
@@ -74,15 +74,11 @@ def official_key(path: tuple[str, ...]) -> tuple[str, Transform]:
 
 
 def _fresh_head(model: lvt_model.LinearVideoTransformer, rng: jax.Array) -> dict[str, Any]:
-  """Newly initialized `head` and `new_fc` parameters (official init)."""
-  head_rng, fc_rng = jax.random.split(rng)
+  """Newly initialized `head` parameters, `new_fc` included (official init)."""
   head = lvt_model.VVTHead(model.num_classes, model.head_mlp_dim, model.head_dropout_rate,
                            model.dtype, model.param_dtype)
   frames = jnp.zeros((1, 1, model.embed_dim), model.dtype)
-  new_fc = lvt_model.UnusedLinear(model.embed_dim, model.num_classes, model.param_dtype)
-  init = lambda: {'head': rules.init_submodule(head, frames, head_rng),
-                  'new_fc': nn.unbox(new_fc.init(fc_rng))['params']}
-  return jax.jit(init)()
+  return jax.jit(lambda: rules.init_submodule(head, frames, rng))()
 
 
 def from_pytorch(state_dict: Mapping[str, np.ndarray],
@@ -97,9 +93,10 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray],
   rng = rng if rng is not None else jax.random.PRNGKey(0)
   shapes = registry.variable_shapes(model)
   state_dict = dict(state_dict)
-  fresh = _fresh_head(model, rng) if reinit_head else None
+  fresh = None
   if reinit_head:
-    fresh_sd = rules.export_state_dict({'params': fresh}, official_key)
+    fresh = _fresh_head(model, rng)
+    fresh_sd = rules.export_state_dict({'params': {'head': fresh}}, official_key)
     redrawn = [k for k, v in fresh_sd.items()
                if k.startswith(_REDRAWN_PREFIXES) and not k.startswith(HEAD_PREFIX)
                and (k not in state_dict or tuple(state_dict[k].shape) != v.shape)]
@@ -108,7 +105,7 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray],
                   ', '.join(redrawn))
     state_dict.update({k: fresh_sd[k] for k in redrawn})
   return rules.load_variables(state_dict, shapes, official_key, head_prefix=HEAD_PREFIX,
-                              reinit_head=reinit_head, init_head=lambda: fresh['head']['fc2'],
+                              reinit_head=reinit_head, init_head=lambda: fresh['fc2'],
                               head_path=HEAD_PATH)
 
 

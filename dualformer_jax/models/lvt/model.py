@@ -151,26 +151,26 @@ class LVTBackbone(nn.Module):
 
   Attributes mirror `LinearVideoTransformer`'s.
   """
-  video_size: Shape3 = (16, 224, 224)
-  patch_size: int = 16
-  patch_stride: int = 14
-  patch_padding: int = 8
-  embed_dim: int = 512
-  depth: int = 12
-  num_heads: int = 8
-  mlp_ratio: float = 4.0
-  qkv_bias: bool = True
-  temp_embed_frames: int = 8
-  share_gate: bool = False
-  shift_div: int = 8
-  num_segments: int = 8
-  shift_size: int = 1
-  drop_rate: float = 0.0
-  attn_drop_rate: float = 0.0
-  drop_path_rate: float = 0.0
-  remat: bool = False
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+  video_size: Shape3 = (16, 224, 224)  # (T, H, W) of the clips.
+  patch_size: int = 16  # Patch-embedding kernel.
+  patch_stride: int = 14  # Patch-embedding stride.
+  patch_padding: int = 8  # Patch-embedding zero padding.
+  embed_dim: int = 512  # Width c.
+  depth: int = 12  # Blocks.
+  num_heads: int = 8  # Attention heads.
+  mlp_ratio: float = 4.0  # MLP hidden width / c.
+  qkv_bias: bool = True  # Bias in the qkv projections.
+  temp_embed_frames: int = 8  # Frames of the temporal embedding.
+  share_gate: bool = False  # pgate (True) or q_gate + k_gate (False).
+  shift_div: int = 8  # Temporal shift: c // shift_div channels each way.
+  num_segments: int = 8  # Temporal shift group length (frames).
+  shift_size: int = 1  # Spatial shift distance (tokens).
+  drop_rate: float = 0.0  # Dropout after the patch embedding, projections, in the MLP.
+  attn_drop_rate: float = 0.0  # Dropout on the gated q', k'.
+  drop_path_rate: float = 0.0  # Largest stochastic-depth rate (linear over blocks).
+  remat: bool = False  # Recompute each block in the backward pass.
+  dtype: Dtype = jnp.float32  # Compute dtype.
+  param_dtype: Dtype = jnp.float32  # Parameter dtype.
 
   @nn.compact
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
@@ -201,7 +201,11 @@ class LVTBackbone(nn.Module):
 
 
 class VVTHead(nn.Module):
-  """Mean over frames -> LayerNorm (eps 1e-5) -> Linear -> GELU -> Dropout -> Linear."""
+  """Mean over frames -> LayerNorm (eps 1e-5) -> Linear -> GELU -> Dropout -> Linear.
+
+  Also holds the official `new_fc` (`UnusedLinear`): like the classifier it depends on
+  the class count and is new when fine-tuning, so it lives with the head.
+  """
   num_classes: int  # Logits.
   mlp_dim: int = 768  # Hidden width (TEMPORAL_HEAD.MLP_DIM).
   dropout_rate: float = 0.5  # Dropout before the last Linear.
@@ -210,6 +214,7 @@ class VVTHead(nn.Module):
 
   @nn.compact
   def __call__(self, frames: jax.Array, train: bool) -> jax.Array:
+    UnusedLinear(frames.shape[-1], self.num_classes, self.param_dtype, name='new_fc')()
     x = jnp.mean(frames.astype(jnp.float32), axis=1).astype(self.dtype)  # [b, c]
     self.sow('intermediates', 'pooled', x)
     x = inits.layer_norm(HEAD_NORM_EPS, 'norm', self.dtype, self.param_dtype)(x)
@@ -298,7 +303,6 @@ class LinearVideoTransformer(nn.Module):
     self.token_dropout = nn.Dropout(self.head_dropout_rate)
     self.head = VVTHead(self.num_classes, self.head_mlp_dim, self.head_dropout_rate,
                         self.dtype, self.param_dtype)
-    self.new_fc = UnusedLinear(self.embed_dim, self.num_classes, self.param_dtype)
 
   def token_grid(self) -> int:
     """Tokens per side of each frame (`G`)."""
@@ -326,7 +330,6 @@ class LinearVideoTransformer(nn.Module):
 
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
     """`[b, t, h, w, 3]` normalized clips -> `[b, num_classes]` float32 logits."""
-    self.new_fc()  # parameters only (unused, as officially)
     x = self.extract_features(clips, train)  # [b, t, G, G, c]
     x = self.token_dropout(x, deterministic=not train)
     frames = jnp.mean(x.astype(jnp.float32), axis=(2, 3)).astype(self.dtype)  # [b, t, c]
