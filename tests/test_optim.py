@@ -2,6 +2,7 @@
 numbers; SGD; partial checkpoint loading."""
 
 import logging
+import math
 
 import flax
 import jax
