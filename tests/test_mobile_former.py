@@ -55,6 +55,21 @@ def _image_arch(variant: str) -> dict:
   return kwargs
 
 
+def _random_variables(abstract, seed: int = 0):
+  """Random values for a tree of ShapeDtypeStructs (BatchNorm variances positive)."""
+  rng = np.random.default_rng(seed)
+
+  def value(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if 'num_batches_tracked' in name:
+      return np.zeros(leaf.shape, leaf.dtype)
+    if "'var'" in name:
+      return rng.uniform(0.5, 1.5, leaf.shape).astype(leaf.dtype)
+    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(value, abstract)
+
+
 @pytest.fixture(scope='module')
 def golden():
   if not GOLDEN.exists():
@@ -324,17 +339,7 @@ def test_sharded_video_model_equals_one_device():
   # Random values laid out as the logical-axis rules say (no init program to compile).
   abstract = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), clips[:1])
   shardings = sharding.logical_to_shardings(abstract, mesh, sharding.DEFAULT_RULES)
-  rng = np.random.default_rng(0)
-
-  def value(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if 'num_batches_tracked' in name:
-      return np.zeros(leaf.shape, leaf.dtype)
-    if "'var'" in name:
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(leaf.dtype)
-    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-
-  values = jax.tree_util.tree_map_with_path(value, nn.unbox(abstract))
+  values = _random_variables(nn.unbox(abstract))
   variables = jax.device_put(values, shardings)
   block = variables['params']['features_2']
   assert block['conv1']['conv']['kernel'].sharding.spec == P(None, None, None, None, 'fsdp')
@@ -349,6 +354,41 @@ def test_sharded_video_model_equals_one_device():
   assert len(logits_mesh.sharding.device_set) == 8
   np.testing.assert_allclose(logits_mesh, logits_single, rtol=1e-5, atol=1e-6)
   assert float(jnp.abs(logits_single).max()) > 0
+
+
+def test_remat_cross_device_batch_norm_and_dropout():
+  """remat traces; bn_axis_name gives global statistics; dropouts take an rng."""
+  model = MobileFormer(num_classes=5, stem_channels=8, num_tokens=3, token_dim=32,
+                       num_features=64, blocks=(('lite', 2, 8, 2, 0), ('mf', 2, 8, 1, 0)))
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 3))
+  variables = _random_variables(conversion.variable_shapes(model))
+
+  def grads(m):
+    def loss(params):
+      logits, _ = m.apply({**variables, 'params': params}, x, train=True,
+                          mutable=['batch_stats'])
+      return jnp.sum(logits ** 2)
+    return jax.grad(loss)(variables['params'])
+
+  # Traced only (a backward pass costs seconds to compile): the train flag stays static.
+  remat = jax.eval_shape(lambda: grads(model.clone(remat=True)))
+  assert jax.tree_util.tree_structure(remat) == jax.tree_util.tree_structure(
+      variables['params'])
+
+  # Two groups of two samples, statistics averaged over the mapped axis = over all four.
+  step = lambda m: lambda x: m.apply(variables, x, train=True, mutable=['batch_stats'])
+  mapped = jax.vmap(step(model.clone(bn_axis_name='batch')), axis_name='batch')
+  (logits_mapped, stats_mapped), (logits, stats) = jax.jit(
+      lambda x: (mapped(x.reshape(2, 2, 16, 16, 3)), step(model)(x)))(x)
+  assert _rel(logits_mapped.reshape(4, -1), logits) < 1e-5
+  for a, b in zip(jax.tree_util.tree_leaves(stats_mapped), jax.tree_util.tree_leaves(stats)):
+    assert _rel(a[0], b) < 1e-5
+
+  noisy = model.clone(drop_path_rate=0.5, head_dropout_rate=0.5)
+  run = lambda rng: noisy.apply(variables, x, train=True, mutable=['batch_stats'],
+                                rngs={'dropout': rng})[0]
+  first, second = jax.jit(lambda: (run(jax.random.PRNGKey(1)), run(jax.random.PRNGKey(2))))()
+  assert not np.allclose(first, second)
 
 
 # --- Interface and errors -----------------------------------------------------------------
