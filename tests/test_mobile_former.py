@@ -141,7 +141,7 @@ def test_video_parameter_counts_match_the_cost_table(variant):
   """The proposal's 1G point and its ablation (the others: docs/mobile_former.md)."""
   model = models.create_model(variant, num_classes=400)
   count = flops.count_parameters(model) / 1e6
-  assert abs(count - variants.VIDEO_FACTS[variant]['params_400_m']) <= 0.005
+  assert abs(count - variants.VIDEO_FACTS[variant]['proposal_params_400_m']) <= 0.005
 
 
 def test_count_flops_matches_the_fact_sheet():
@@ -178,7 +178,7 @@ def test_count_flops_matches_the_fact_sheet():
   for variant, facts in variants.VIDEO_FACTS.items():  # the family table's default clips
     model = models.create_model(variant)
     counts = models.family_of(model).count_flops(model, models.input_shape(model))
-    assert abs(total(counts) / 1e9 / facts['gflops'] - 1) < 0.03, variant
+    assert abs(total(counts) / 1e9 / facts['proposal_gflops'] - 1) < 0.03, variant
 
 
 def _traced_macs(model, variables, x) -> int:
@@ -323,6 +323,8 @@ def test_static_clip_through_inflated_model_gives_image_logits(golden, golden_sd
   assert _rel(logits, golden['logits']) < RTOL
   # Export keeps the official names with 3D kernels: the explicit inflation's result.
   exported = conversion.to_pytorch(variables, video)
+  with pytest.raises(ValueError, match='3D kernels'):
+    conversion.infer_variant(exported)
   inflated = inflation.inflate_state_dict(golden_sd, video)
   assert set(exported) == set(inflated) == set(golden_sd)
   assert all(np.array_equal(exported[k], inflated[k]) for k in inflated)
@@ -413,6 +415,10 @@ def test_families_and_interface():
       lambda v, x: (video.apply(v, x, method='extract_features'), video.apply(v, x)),
       conversion.variable_shapes(video), x)
   assert features.shape == (2, 5, 2, 2, 6 * 160) and logits.shape == (2, 400)
+  for variant in ('mobile_former_3d_s', 'mobile_former_3d_s_t1'):  # video files, by shapes
+    shapes = conversion.variable_shapes(models.create_model(variant, num_classes=400))
+    state_dict = conversion.to_pytorch(_random_variables(shapes))
+    assert models.family_of(video).infer_variant(state_dict) == variant
   with pytest.raises(ValueError, match=r'\[batch, T, H, W, 3\]'):
     jax.eval_shape(lambda: video.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
   with pytest.raises(ValueError, match=r'\[batch, H, W, 3\]'):

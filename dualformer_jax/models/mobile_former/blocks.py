@@ -52,7 +52,7 @@ def h_swish(x: jax.Array) -> jax.Array:
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
-  """ShuffleNet's shuffle over the last axis: channel `g * (c/g) + i` moves to `i * g + g`."""
+  """ShuffleNet's shuffle over the last axis: channel `j * (c/g) + i` moves to `i * g + j`."""
   c = x.shape[-1]
   x = x.reshape(*x.shape[:-1], groups, c // groups)
   return jnp.swapaxes(x, -1, -2).reshape(*x.shape[:-2], c)

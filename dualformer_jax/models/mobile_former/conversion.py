@@ -199,17 +199,48 @@ def state_dict_widths(state_dict: Mapping[str, Any]) -> dict[str, Any]:
               num_features=out('classifier.fc.0.weight'), groups=groups)
 
 
-def infer_variant(state_dict: Mapping[str, Any]) -> str:
-  """The official image variant whose widths an official state dict has."""
+def _infer(state_dict: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
+           temporal_kernel: int | None) -> str:
   found = state_dict_widths(state_dict)
-  for name, kwargs in variants.IMAGE_VARIANTS.items():
+  for name, kwargs in table.items():
     expected = dict(stem_channels=kwargs['stem_channels'],
                     widths=block_widths(kwargs['stem_channels'], kwargs['blocks']),
                     tokens=(kwargs['num_tokens'], kwargs['token_dim']),
                     num_features=kwargs['num_features'], groups=kwargs['groups'])
-    if found == expected:
+    if found == expected and kwargs.get('temporal_kernel', 3) == (temporal_kernel or 3):
       return name
   raise ValueError(f'no Mobile-Former variant has stem {found["stem_channels"]}, tokens '
                    f'{found["tokens"]}, {len(found["widths"])} blocks and groups '
-                   f'{found["groups"]}: pass --variant (one of '
-                   f'{sorted(variants.IMAGE_VARIANTS)}).')
+                   f'{found["groups"]}: pass --variant (one of {sorted(table)}).')
+
+
+def _depthwise_temporal_kernel(state_dict: Mapping[str, Any]) -> int | None:
+  """None for an image state dict; else the temporal extent of a block's depthwise conv."""
+  if np.ndim(state_dict['stem.0.weight']) == 4:
+    return None
+  for key in sorted(state_dict):  # conv2 of a stride-1 block, conv1 of a stride-2 block
+    if re.fullmatch(r'features\.\d+\.conv[123]\.0\.weight', key):
+      weight = np.shape(state_dict[key])
+      if weight[1] == 1 and weight[-1] == 3:  # depthwise 3x3
+        return int(weight[2])
+  return 3
+
+
+def infer_variant(state_dict: Mapping[str, Any]) -> str:
+  """The official image variant whose widths an official state dict has.
+
+  Raises:
+    ValueError: for another model's state dict, other widths, or a video state dict.
+  """
+  if 'stem.0.weight' in state_dict and np.ndim(state_dict['stem.0.weight']) != 4:
+    raise ValueError('a state dict with 3D kernels is a Mobile-Former-3D one, not an '
+                     'image Mobile-Former')
+  return _infer(state_dict, variants.IMAGE_VARIANTS, None)
+
+
+def infer_variant_3d(state_dict: Mapping[str, Any]) -> str:
+  """The Mobile-Former-3D variant whose widths and temporal kernels a state dict has."""
+  if 'stem.0.weight' in state_dict and np.ndim(state_dict['stem.0.weight']) != 5:
+    raise ValueError('a state dict with 2D kernels is an image Mobile-Former (the video '
+                     'variants inflate it: pass --variant mobile_former_3d_...)')
+  return _infer(state_dict, variants.VIDEO_VARIANTS, _depthwise_temporal_kernel(state_dict))

@@ -140,7 +140,7 @@ def report() -> str:
     t, h, w = model.video_size
     lines.append(f'| `{name}` | {t}x{h}x{w} | 400 | {count_parameters(model):,} | '
                  f'{macs / 1e9:.3f} G | {sum(counts.values()) / 1e9:.3f} G | '
-                 f'{fact["params_400_m"]}M, {fact["gflops"]} G |')
+                 f'{fact["proposal_params_400_m"]}M, {fact["proposal_gflops"]} G |')
   return '\n'.join(lines)
 
 
