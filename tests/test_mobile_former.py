@@ -216,7 +216,8 @@ def test_count_flops_equals_the_traced_program(make_model, shape):
   x = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
   variables = jax.eval_shape(lambda x: nn.unbox(model.init(jax.random.PRNGKey(0), x)), x)
   counts = flops.count_flops(model, shape)
-  assert _traced_macs(model, variables, x) == counts['conv'] + counts['linear'] + counts['attention']
+  macs = counts['conv'] + counts['linear'] + counts['attention']
+  assert _traced_macs(model, variables, x) == macs
 
 
 @pytest.mark.parametrize('variant', ['mobile_former_26m', 'mobile_former_294m'])

@@ -43,6 +43,7 @@ class _MobileFormerBase(nn.Module):
     dtype: compute dtype; param_dtype: parameter dtype.
   """
   num_classes: int = 1000
+  # Defaults: `mobile_former_294m`.
   stem_channels: int = 16
   blocks: tuple[variants.Row, ...] = variants.IMAGE_VARIANTS['mobile_former_294m']['blocks']
   num_tokens: int = 6
@@ -152,6 +153,10 @@ class MobileFormer3D(_MobileFormerBase):
       (3; 1 for the tokens-only ablation).
   """
   num_classes: int = 400
+  # Defaults: `mobile_former_3d_s` (MF-214M widths), the proposal's 1G point.
+  stem_channels: int = variants.VIDEO_VARIANTS['mobile_former_3d_s']['stem_channels']
+  blocks: tuple[variants.Row, ...] = variants.VIDEO_VARIANTS['mobile_former_3d_s']['blocks']
+  num_features: int = variants.VIDEO_VARIANTS['mobile_former_3d_s']['num_features']
   video_size: tuple[int, int, int] = (8, 160, 160)
   temporal_kernel: int = 3
 
