@@ -30,13 +30,18 @@ REFERENCE_DIR = REPO.parent / 'shared' / 'reference'
 GOLDEN_PATH = REFERENCE_DIR / 'dualformer_mini_golden.npz'
 
 
+def load_golden(path: pathlib.Path) -> dict[str, np.ndarray]:
+  """A golden `.npz` from the reference folder as a dict; skips the test if absent."""
+  if not path.exists():
+    pytest.skip(f'golden reference not found at {path} (shared/ beside the repo)')
+  with np.load(path) as data:
+    return {k: data[k] for k in data.files}
+
+
 @pytest.fixture(scope='session')
 def golden():
   """The official model's outputs on the mini configuration, with its weights."""
-  if not GOLDEN_PATH.exists():
-    pytest.skip(f'golden reference not found at {GOLDEN_PATH} (shared/ beside the repo)')
-  with np.load(GOLDEN_PATH) as data:
-    return {k: data[k] for k in data.files}
+  return load_golden(GOLDEN_PATH)
 
 
 @pytest.fixture(scope='session')
@@ -44,9 +49,10 @@ def golden_state_dict(golden):
   return {k[len('sd/'):]: v for k, v in golden.items() if k.startswith('sd/')}
 
 
-def official_listing(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
-  """`state_dicts/<name>.txt` -> {key: (shape, dtype)}."""
-  path = REFERENCE_DIR / 'state_dicts' / f'{name}.txt'
+def official_listing(name: str, folder: str = ''
+                     ) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`<folder>/state_dicts/<name>.txt` of the reference -> {key: (shape, dtype)}."""
+  path = REFERENCE_DIR / folder / 'state_dicts' / f'{name}.txt'
   if not path.exists():
     pytest.skip(f'{path} not found')
   listing = {}

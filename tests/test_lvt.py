@@ -32,23 +32,12 @@ def rel_error(actual, expected) -> float:
 
 def lvt_listing(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
   """`lvt/state_dicts/<name>.txt` -> {key: (shape, dtype)}."""
-  path = conftest.REFERENCE_DIR / 'lvt' / 'state_dicts' / f'{name}.txt'
-  if not path.exists():
-    pytest.skip(f'{path} not found')
-  listing = {}
-  for line in path.read_text().splitlines():
-    if line and not line.startswith('#'):
-      key, shape, dtype = line.split('\t')
-      listing[key] = (tuple(int(s) for s in shape.strip('()').split(',') if s.strip()), dtype)
-  return listing
+  return conftest.official_listing(name, 'lvt')
 
 
 @pytest.fixture(scope='module')
 def golden():
-  if not GOLDEN.exists():
-    pytest.skip(f'LVT golden reference not found at {GOLDEN} (shared/ beside the repo)')
-  with np.load(GOLDEN) as data:
-    return {k: data[k] for k in data.files}
+  return conftest.load_golden(GOLDEN)
 
 
 @pytest.fixture(scope='module')

@@ -38,15 +38,7 @@ def _rel(actual, expected) -> float:
 
 def _listing(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
   """`state_dicts/<name>.txt` (key, shape, dtype) of the official model."""
-  path = REFERENCE / 'state_dicts' / f'{name}.txt'
-  if not path.exists():
-    pytest.skip(f'{path.name} not found (shared/reference beside the repo)')
-  listing = {}
-  for line in path.read_text().splitlines():
-    if line and not line.startswith('#'):
-      key, shape, dtype = line.split('\t')
-      listing[key] = (tuple(int(s) for s in shape.strip('()').split(',') if s.strip()), dtype)
-  return listing
+  return conftest.official_listing(name, 'video_mobile_former')
 
 
 def _image_arch(variant: str) -> dict:
@@ -72,10 +64,7 @@ def _random_variables(abstract, seed: int = 0):
 
 @pytest.fixture(scope='module')
 def golden():
-  if not GOLDEN.exists():
-    pytest.skip(f'Mobile-Former golden not found at {GOLDEN} (shared/ beside the repo)')
-  with np.load(GOLDEN) as data:
-    return {k: data[k] for k in data.files}
+  return conftest.load_golden(GOLDEN)
 
 
 @pytest.fixture(scope='module')
