@@ -25,40 +25,37 @@ from dualformer_jax.models.mobile_former.model import MobileFormer3D
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
+# What the image model and its video reconstruction share: the checkpoint naming, the
+# FLOPs count, the classifier and the input statistics.
+_SHARED = dict(
+    from_pytorch=conversion.from_pytorch,
+    to_pytorch=conversion.to_pytorch,
+    count_flops=flops.count_flops,
+    mean=MEAN,
+    std=STD,
+    head_prefix=conversion.HEAD_PREFIX,
+    param_name=conversion.official_name,
+)
+
 IMAGE_FAMILY = registry.register(registry.Family(
     name='mobile_former',
     module=MobileFormer,
     variants=variants.IMAGE_VARIANTS,
     architecture_fields=variants.IMAGE_ARCHITECTURE_FIELDS,
-    from_pytorch=conversion.from_pytorch,
-    to_pytorch=conversion.to_pytorch,
-    count_flops=flops.count_flops,
     infer_variant=conversion.infer_variant,
     input_shape=lambda m: tuple(m.image_size),
     official=variants.IMAGE_FACTS,
-    mean=MEAN,
-    std=STD,
-    head_prefix=conversion.HEAD_PREFIX,
-    head_module='head',
-    param_name=conversion.official_name,
+    **_SHARED,
 ))
 
 VIDEO_FAMILY = registry.register(registry.Family(
     name='mobile_former_3d',
-    module=MobileFormer3D,
+    module=MobileFormer3D,  # input_shape: its video_size (the default clip; any size works)
     variants=variants.VIDEO_VARIANTS,
     architecture_fields=variants.VIDEO_ARCHITECTURE_FIELDS,
-    from_pytorch=conversion.from_pytorch,
-    to_pytorch=conversion.to_pytorch,
-    count_flops=flops.count_flops,
     infer_variant=conversion.infer_variant_3d,
-    input_shape=lambda m: tuple(m.video_size),
     official=variants.VIDEO_FACTS,
-    mean=MEAN,
-    std=STD,
-    head_prefix=conversion.HEAD_PREFIX,
-    head_module='head',
-    param_name=conversion.official_name,
+    **_SHARED,
 ))
 
 __all__ = ['MobileFormer', 'MobileFormer3D', 'IMAGE_FAMILY', 'VIDEO_FAMILY', 'conversion',
