@@ -62,6 +62,15 @@ def test_config_key_not_found_suggests_closest(tmp_path):
         'did you mean --config.train.batch_size')
 
 
+@pytest.mark.parametrize('key, meant', [
+    ('train.lrr', 'train.learning_rate'), ('train.lr', 'train.learning_rate'),
+    ('train.wd', 'train.weight_decay'), ('train.bacth_size', 'train.batch_size'),
+    ('train.learning_rat', 'train.learning_rate'), ('eval.bs', 'eval.batch_size')])
+def test_config_key_suggestion_by_initials_prefix_or_typo(tmp_path, key, meant):
+  fails(train(tmp_path, f'--config.{key}=1'), f'config.{key} does not exist',
+        f'did you mean --config.{meant}?')
+
+
 def test_config_value_of_wrong_type(tmp_path):
   fails(train(tmp_path, '--config.train.num_steps=many'), 'num_steps', 'many', 'int')
 

@@ -74,8 +74,9 @@ def resolve_config_path(spec: str) -> str:
   return spec
 
 
-def _load_config(spec: str):
-  path, _, arg = spec.partition(':')
+def load_config(spec: str):
+  """The config `configs/x.py[:arg]` names (a shipped one if that path does not exist)."""
+  path, _, arg = resolve_config_path(spec).partition(':')
   module_spec = importlib.util.spec_from_file_location('_dualformer_config', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -99,7 +100,7 @@ def _diagnose_flags(argv: Sequence[str], exc: Exception) -> str:
                  if shipped else 'configs/default.py')
       return f'config file not found: {path} (one of: {choices})'
     try:
-      config = _load_config(spec)
+      config = load_config(spec)
     except Exception as e:  # pylint: disable=broad-except
       return f'cannot load config {spec}: {type(e).__name__}: {e}'
     for a in argv:
@@ -111,9 +112,8 @@ def _diagnose_flags(argv: Sequence[str], exc: Exception) -> str:
         keys = list(node.keys()) if hasattr(node, 'keys') else []
         if part not in keys:
           where = '.'.join(['config'] + walked)
-          close = difflib.get_close_matches(part, keys, n=1, cutoff=0.4) or [
-              k for k in keys if k.startswith(part[:2])][:1]
-          hint = (f'did you mean --config.{".".join(walked + [close[0]])}?' if close else
+          close = _closest_key(part, keys)
+          hint = (f'did you mean --config.{".".join(walked + [close])}?' if close else
                   f'{where} has: {", ".join(sorted(keys))}')
           return f'config key config.{key} does not exist: {hint}'
         node, walked = node[part], walked + [part]
@@ -122,6 +122,23 @@ def _diagnose_flags(argv: Sequence[str], exc: Exception) -> str:
       return (f'--config.{key}={value}: {_first_line(exc)} '
               f'(config.{key} is {type(node).__name__}, e.g. {node!r})')
   return f'{_first_line(exc)}\n{USAGE}'
+
+
+def _closest_key(name: str, keys: Sequence[str]) -> str | None:
+  """The key `name` most likely means: by its initials (`lr`: learning_rate, `wd`:
+  weight_decay, `lrr` close to `lr`), as a prefix (`learn`), or as a typo (difflib)."""
+  def score(key: str) -> float:
+    ratio = difflib.SequenceMatcher(None, name, key).ratio()
+    words = key.split('_')
+    if len(words) > 1:
+      initials = ''.join(w[0] for w in words if w)
+      ratio = max(ratio, 1.0 if name == initials else
+                  0.95 * difflib.SequenceMatcher(None, name, initials).ratio())
+    if len(name) >= 2 and key.startswith(name):
+      ratio = max(ratio, 0.6 + 0.4 * len(name) / len(key))
+    return ratio
+  scored = sorted(((score(k), k) for k in keys), key=lambda s: -s[0])
+  return scored[0][1] if scored and scored[0][0] >= 0.4 else None
 
 
 def _first_line(exc: BaseException) -> str:
