@@ -211,8 +211,13 @@ def make_train_step(model, tx):
 
 
 def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, roofline_seconds,
-              profile_dir=None):
-  """Compile and time one configuration; returns a result dict."""
+              profile_dir=None, torch_peer=False):
+  """Compile and time one configuration; returns a result dict.
+
+  With `torch_peer` (float32 DualFormer only), each timed run is followed by one run of
+  the PyTorch eager peer (`torch_peer.py`), and `speedup_vs_torch` is the median over
+  runs of (peer seconds) / (our seconds), both timed back to back.
+  """
   dtype = DTYPES[dtype_name]
   model = models.create_model(variant, num_classes=400, dtype=dtype)
   macs = flops_lib.count_flops(model, clip).total * batch  # one forward, batch clips
@@ -249,9 +254,18 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
   if not np.all(np.isfinite(np.asarray(out, np.float32))):
     raise FloatingPointError(f'{variant} {dtype_name} {mode}: non-finite output')
 
+  peer, peer_note = None, None
+  if torch_peer:
+    import torch_peer as peer_lib  # pylint: disable=import-outside-toplevel
+    peer_note = peer_lib.available(variant) or (
+        None if dtype_name == 'float32' else 'the PyTorch peer runs in float32 only')
+    if peer_note is None:
+      peer = peer_lib.TorchPeer(variant, clip, batch, mode)
+      peer.warm_up()
+
   # Each timed run is bracketed by matmuls for as long as the run took (half before,
   # half after, at most `roofline_seconds` in all), so both see the same machine load.
-  times, roofs, ratios = [], [], []
+  times, roofs, ratios, peer_times = [], [], [], []
   window = min(warmup_s, roofline_seconds)
   for _ in range(repeats):
     before = roofline.run(window / 2)
@@ -263,6 +277,8 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
     roofs.append((before + after) / 2)
     ratios.append(flop / elapsed / roofs[-1])
     window = min(elapsed, roofline_seconds)
+    if peer is not None:
+      peer_times.append(peer.run())
   if profile_dir:
     with jax.profiler.trace(os.path.join(profile_dir, f'{variant}_{dtype_name}_{mode}')):
       block(run())
@@ -275,15 +291,20 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
       clips_per_s=batch / median_s, model_flop=flop, flop_per_s=rate,
       roofline_flop_per_s=statistics.median(roofs), roofline_samples=roofs,
       roofline_n=roofline.n, roofline_best_flop_per_s=roofline.best_rate,
-      mfu=statistics.median(ratios), mfu_samples=ratios, compiled_bytes=memory, device_peak_bytes=device_peak_bytes(),
-      xla_flop=counted_by_xla)
+      mfu=statistics.median(ratios), mfu_samples=ratios, compiled_bytes=memory,
+      device_peak_bytes=device_peak_bytes(), xla_flop=counted_by_xla,
+      torch_times_s=peer_times or None,
+      torch_median_s=statistics.median(peer_times) if peer_times else None,
+      speedup_vs_torch=(statistics.median([p / t for p, t in zip(peer_times, times)])
+                        if peer_times else None),
+      torch_threads=peer.num_threads if peer else None, torch_note=peer_note)
 
 
 # ----------------------------------------------------------------------------- report
 
 def format_table(results) -> str:
   header = ('| variant | clip | batch | dtype | mode | compile s | median s | clips/s | '
-            'model GFLOP/s | matmul GFLOP/s | MFU | peak memory GiB |')
+            'model GFLOP/s | matmul GFLOP/s | MFU | peak memory GiB | vs PyTorch eager |')
   lines = [header, '|' + '---|' * (header.count('|') - 1)]
   for r in results:
     if 'error' in r:
@@ -291,6 +312,7 @@ def format_table(results) -> str:
                    f'{r["dtype"]} | {r["mode"]} | skipped: {r["error"]} |||||||')
       continue
     memory = r['compiled_bytes']
+    speedup = f'{r["speedup_vs_torch"]:.2f}x' if r.get('speedup_vs_torch') else 'n/a'
     mem = f'{memory / GiB:.2f}' if memory is not None else 'n/a'
     if r.get('device_peak_bytes'):
       mem += f' (device peak {r["device_peak_bytes"] / GiB:.2f})'
@@ -298,7 +320,7 @@ def format_table(results) -> str:
         f'| {r["variant"]} | {"x".join(map(str, r["clip"]))} | {r["batch"]} | {r["dtype"]} | '
         f'{r["mode"]} | {r["compile_s"]:.1f} | {r["median_s"]:.3f} | {r["clips_per_s"]:.3f} | '
         f'{r["flop_per_s"] / 1e9:.1f} | {r["roofline_flop_per_s"] / 1e9:.1f} | '
-        f'{100 * r["mfu"]:.1f}% | {mem} |')
+        f'{100 * r["mfu"]:.1f}% | {mem} | {speedup} |')
   return '\n'.join(lines)
 
 
@@ -325,6 +347,9 @@ def parse_args(argv=None):
   parser.add_argument('--roofline_seconds', type=float, default=4.0,
                       help='most seconds of matmuls bracketing each timed run')
   parser.add_argument('--json', default=None, help='also write the results to this file')
+  parser.add_argument('--torch', choices=('auto', 'on', 'off'), default='auto',
+                      help='time the PyTorch eager peer beside each float32 DualFormer run '
+                           '(auto: when torch is installed)')
   parser.add_argument('--profile', default=None,
                       help='write a jax.profiler trace of one extra run per configuration here')
   args = parser.parse_args(argv)
@@ -377,7 +402,8 @@ def main(argv=None) -> list[dict]:
       for mode in args.modes:
         try:
           r = bench_one(variant, clip, args.batch, dtype_name, mode, args.repeats, roof,
-                        args.roofline_seconds, args.profile)
+                        args.roofline_seconds, args.profile,
+                        torch_peer=args.torch == 'on' or (args.torch == 'auto' and plat == 'cpu'))
         except Exception as e:  # pylint: disable=broad-except
           # Out of memory or similar: record and go on with the other configurations.
           message = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
@@ -394,6 +420,13 @@ def main(argv=None) -> list[dict]:
               f'{r["roofline_flop_per_s"] / 1e9:.1f} -> MFU {100 * r["mfu"]:.1f}% '
               f'(per run: {", ".join(f"{100 * m:.0f}" for m in r["mfu_samples"])})'
               f'{xla}', flush=True)
+        if r.get('speedup_vs_torch'):
+          print(f'    PyTorch eager peer ({r["torch_threads"]} threads): median '
+                f'{r["torch_median_s"]:.3f} s -> ours {r["speedup_vs_torch"]:.2f}x faster '
+                f'(per run: {", ".join(f"{p / t:.2f}" for p, t in zip(r["torch_times_s"], r["times_s"]))})',
+                flush=True)
+        elif r.get('torch_note') and args.torch == 'on':
+          print(f'    PyTorch peer skipped: {r["torch_note"]}', flush=True)
 
   print()
   print(format_table(results))
