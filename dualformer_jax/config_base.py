@@ -59,6 +59,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.area_range = (0.08, 1.0)
   c.data.aspect_range = (3 / 4, 4 / 3)
   c.data.flip = True
+  # Recipe options (data/augment.py, data/sampling.py; docs/data.md). Frame sampling:
+  # 'dense' (clip_len frames at frame_interval) or 'segment' (one frame in each of
+  # clip_len equal segments, TSN; eval: segment middles, then starts).
+  c.data.sampling = 'dense'
+  c.data.short_side_range = ()  # (lo, hi): train short side U[lo, hi] per clip; (): short_side
+  c.data.multi_scale_crop = False  # TSN multi-scale crop (needs random_resized_crop=False)
+  c.data.auto_augment = ''  # AutoAugment policy per clip: 'v0' (timm), '' off
+  c.data.random_erasing_prob = 0.0  # one zero-filled box per clip, all frames
+  c.data.random_erasing_area = (0.02, 1 / 3)  # erased fraction of the frame
+  c.data.random_erasing_aspect = (0.3, 1 / 0.3)  # erased box height / width
   c.data.num_workers = 0  # grain worker processes (0: in the main process, threads)
   c.data.prefetch = 2
   # Input normalization (RGB, 0-255 scale) for training, eval and predict; (): the model
@@ -94,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.min_lr = 0.0
   c.train.grad_clip_norm = 0.0  # 0: no clipping
   c.train.label_smoothing = 0.0
+  c.train.mixup_alpha = 0.0  # >0: mixup of every batch, lambda ~ Beta(alpha, alpha); 0: off
   c.train.log_every_steps = 10
 
   # Evaluation during training (full eval split, multi-view).
@@ -101,12 +112,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.every_steps = 0  # 0: only at the end
   c.eval.batch_size = 8  # global number of videos per eval step
   c.eval.at_end = True
+  # Views of a video combined by 'mean_softmax' (mean of probabilities) or 'sum_logits'.
+  c.eval.view_reduction = 'mean_softmax'
 
   # Checkpoints (orbax) under WORKDIR/checkpoints.
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
   c.checkpoint.keep = 3  # latest checkpoints kept (the best by eval top-1 is kept too)
   c.checkpoint.async_save = True
+
+  # JAX profiler trace of steps start_step+1 .. start_step+num_steps into WORKDIR/profile
+  # (TensorBoard's Profile tab; docs/performance.md); start_step -1: off.
+  c.profile = ml_collections.ConfigDict()
+  c.profile.start_step = -1
+  c.profile.num_steps = 3
 
   # Parallelism: 'jit' (sharded by logical axis rules over the mesh) or 'pmap'.
   c.parallelism = 'jit'

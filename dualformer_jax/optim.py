@@ -194,8 +194,16 @@ def create_optimizer(params: Any, *, learning_rate: float, plan: StepPlan,
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
                   ) -> jax.Array:
-  """Mean softmax cross-entropy with optional label smoothing; labels are int `[b]`."""
-  targets = jax.nn.one_hot(labels, logits.shape[-1])
+  """Mean softmax cross-entropy with optional label smoothing.
+
+  `labels`: int `[b]`, or soft targets `[b, classes]` (e.g. mixup's, rows summing to 1).
+  Smoothing maps targets `y` to `(1 - s) * y + s / classes` (the official
+  label-smoothing loss; for mixed targets the same as mixing the smoothed one-hots).
+  """
+  if labels.ndim == logits.ndim:
+    targets = labels.astype(jnp.float32)  # [b, classes]
+  else:
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   return jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))

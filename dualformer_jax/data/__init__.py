@@ -14,6 +14,13 @@ _EXPORTS = {
     # sampling
     "sample_train_indices": "sampling",
     "sample_test_indices": "sampling",
+    "sample_segment_train_indices": "sampling",
+    "sample_segment_test_indices": "sampling",
+    # augmentations (host)
+    "auto_augment": "augment",
+    "random_erasing": "augment",
+    "multi_scale_crop_box": "augment",
+    "check_recipe_config": "augment",
     # transforms
     "IMAGENET_MEAN": "transforms",
     "IMAGENET_STD": "transforms",

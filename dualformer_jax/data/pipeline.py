@@ -3,7 +3,8 @@
 Train (infinite)::
 
     tfds.data_source -> shard per process -> shuffle(seed) -> repeat ->
-    random clip + decode sampled JPEGs + RandomResizedCrop/resize/flip ->
+    random clip + decode sampled JPEGs + RandomResizedCrop/resize/flip
+    (+ optional AutoAugment, random erasing: ``augment.py``) ->
     batch -> threads (+ optional worker processes) with prefetch
 
 Eval (finite, one pass): ``num_clips`` x ``num_crops`` views per video, the
@@ -167,6 +168,13 @@ def create_train_dataset(
     area_range: tuple[float, float] = (0.08, 1.0),
     aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
     flip: bool = False,
+    sampling: str = "dense",
+    short_side_range: tuple[int, int] | None = None,
+    multi_scale_crop: bool = False,
+    auto_augment: str = "",
+    random_erasing_prob: float = 0.0,
+    random_erasing_area: tuple[float, float] = (0.02, 1 / 3),
+    random_erasing_aspect: tuple[float, float] = (0.3, 1 / 0.3),
     seed: int,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -198,6 +206,15 @@ def create_train_dataset(
         ``aspect_range`` (default) or, if False, a random ``crop_size`` crop.
       flip: random horizontal flip (p=0.5). Keep False for direction-sensitive
         datasets (Something-Something, the synthetic motion dataset).
+      sampling: ``'dense'`` (above) or ``'segment'``: one random frame in each of
+        ``clip_len`` equal segments (TSN, the LVT SSv2 recipe).
+      short_side_range: ``(lo, hi)``: the short side is drawn per clip,
+        ``round(uniform(lo, hi))``, instead of ``short_side``.
+      multi_scale_crop: the TSN multi-scale crop (LVT Kinetics) in place of
+        RandomResizedCrop (set ``random_resized_crop=False``).
+      auto_augment: AutoAugment policy (``'v0'``; ``''`` off), one draw per clip.
+      random_erasing_prob, random_erasing_area, random_erasing_aspect: one
+        zero-filled box per clip, the same on every frame (``augment.random_erasing``).
       seed: same seed, same batches (independently of ``num_workers`` and
         ``num_threads``).
       process_index, process_count: default ``jax.process_index()`` /
@@ -223,6 +240,10 @@ def create_train_dataset(
         clip_len=clip_len, frame_interval=frame_interval, crop_size=crop_size,
         short_side=short_side, random_resized_crop=random_resized_crop,
         area_range=tuple(area_range), aspect_range=tuple(aspect_range), flip=flip,
+        sampling=sampling, short_side_range=tuple(short_side_range or ()) or None,
+        multi_scale_crop=multi_scale_crop, auto_augment=auto_augment,
+        random_erasing_prob=random_erasing_prob, random_erasing_area=tuple(random_erasing_area),
+        random_erasing_aspect=tuple(random_erasing_aspect),
     ), seed=map_seed)
     ds = _ProcessRows(ds, batch_size, process_index, process_count)  # batches
     return _finish(ds, num_threads, prefetch, num_workers)
@@ -263,6 +284,7 @@ def create_eval_dataset(
     num_crops: int,
     crop_size: int,
     short_side: int | None,
+    sampling: str = "dense",
     process_index: int | None = None,
     process_count: int | None = None,
     num_workers: int = 0,
@@ -276,6 +298,8 @@ def create_eval_dataset(
     ``mask=False``. Views: ``num_clips`` uniformly spaced clips
     (``sample_test_indices``) x ``num_crops`` (1: centre crop, 3: ThreeCrop)
     after a short-side resize to ``short_side`` (``None``: stored size).
+    ``sampling='segment'``: clip 0 takes the middle and clip 1 the start of
+    each of ``clip_len`` segments (``sample_segment_test_indices``).
     """
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}.")
@@ -289,7 +313,7 @@ def create_eval_dataset(
     ds = grain.MapDataset.range(num_batches * batch_size).map(_EvalViews(
         source, process_index, process_count, num_real, view_shape,
         clip_len=clip_len, frame_interval=frame_interval, num_clips=num_clips,
-        num_crops=num_crops, crop_size=crop_size, short_side=short_side,
+        num_crops=num_crops, crop_size=crop_size, short_side=short_side, sampling=sampling,
     ))
     ds = ds.batch(batch_size, drop_remainder=True)
     return EvalDataset(_finish(ds, num_threads, prefetch, num_workers), num_batches, n, num_real)

@@ -1,6 +1,6 @@
-"""Clip sampling with the semantics of mmaction2's ``SampleFrames``.
+"""Clip sampling: mmaction2's ``SampleFrames`` (dense) and TSN-style segments.
 
-Both samplers return frame indices of shape ``[num_clips, clip_len]``:
+The dense samplers return frame indices of shape ``[num_clips, clip_len]``:
 ``offset + arange(clip_len) * frame_interval`` for every clip offset, taken
 modulo ``num_frames`` (mmaction2's ``out_of_bound_opt='loop'``), so clips
 that run past the end of a short video wrap around to its first frames.
@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_train_indices", "sample_test_indices"]
+__all__ = [
+    "sample_segment_test_indices",
+    "sample_segment_train_indices",
+    "sample_test_indices",
+    "sample_train_indices",
+]
 
 
 def _check(num_frames: int, clip_len: int, frame_interval: int, num_clips: int) -> None:
@@ -105,3 +110,33 @@ def sample_test_indices(
     else:
         offsets = np.zeros((num_clips,), dtype=np.int64)
     return _to_indices(offsets, num_frames, clip_len, frame_interval)
+
+
+def _segment_bounds(num_frames: int, num_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive ``[start, end]`` of each segment: size ``s = (num_frames - 1) / num_segments``,
+    segment ``i`` spans ``[round(i s), round((i + 1) s)]`` (numpy rounding, half to even)."""
+    if num_frames <= 0 or num_segments <= 0:
+        raise ValueError(f"num_frames and num_segments must be positive, got {num_frames}, "
+                         f"{num_segments}.")
+    size = (num_frames - 1) / num_segments
+    i = np.arange(num_segments)
+    return np.round(size * i).astype(np.int64), np.round(size * (i + 1)).astype(np.int64)
+
+
+def sample_segment_train_indices(num_frames: int, num_segments: int,
+                                 rng: np.random.Generator) -> np.ndarray:
+    """TSN-style training frames (the LVT/SlowFast SSv2 loader): one uniformly random
+    frame of each segment (both ends included). int64 ``[num_segments]``, sorted."""
+    start, end = _segment_bounds(num_frames, num_segments)
+    return rng.integers(start, end + 1).astype(np.int64)
+
+
+def sample_segment_test_indices(num_frames: int, num_segments: int,
+                                num_clips: int = 1) -> np.ndarray:
+    """TSN-style test frames, int64 ``[num_clips, num_segments]``: clip 0 takes the
+    middle ``(start + end) // 2`` of each segment, clip 1 its start (the official
+    second SSv2 test view). At most 2 clips. Deterministic."""
+    if num_clips not in (1, 2):
+        raise ValueError(f"segment sampling has 1 or 2 test clips, got {num_clips}.")
+    start, end = _segment_bounds(num_frames, num_segments)
+    return np.stack([(start + end) // 2, start][:num_clips])

@@ -19,7 +19,11 @@ import av
 import numpy as np
 from PIL import Image
 
-from dualformer_jax.data.sampling import sample_test_indices, sample_train_indices
+from dualformer_jax.data import augment
+from dualformer_jax.data.sampling import (
+    sample_segment_test_indices, sample_segment_train_indices, sample_test_indices,
+    sample_train_indices,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -199,22 +203,38 @@ def train_clip(
     frames: Sequence[bytes], num_frames: int, rng: np.random.Generator, *,
     clip_len: int, frame_interval: int, crop_size: int, short_side: int | None = None,
     random_resized_crop: bool = True, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3),
-    flip: bool = False,
+    flip: bool = False, sampling: str = "dense", short_side_range: Sequence[int] | None = None,
+    multi_scale_crop: bool = False, auto_augment: str = "", random_erasing_prob: float = 0.0,
+    random_erasing_area=(0.02, 1 / 3), random_erasing_aspect=(0.3, 1 / 0.3),
 ) -> np.ndarray:
     """One random training clip ``uint8 [clip_len, crop_size, crop_size, 3]``.
 
-    Samples the frame indices (``sample_train_indices``, one clip), decodes
-    only those JPEGs, then: optional short-side resize to ``short_side`` ->
-    RandomResizedCrop (or a random ``crop_size`` crop when
-    ``random_resized_crop=False``) -> resize to ``crop_size`` -> horizontal
-    flip with probability 0.5 when ``flip``. The same box and flip apply to
-    every frame of the clip.
+    Samples the frame indices (``sample_train_indices``, one clip; with
+    ``sampling='segment'`` one random frame in each of ``clip_len`` equal segments,
+    ``sample_segment_train_indices``, and ``frame_interval`` is unused), decodes
+    only those JPEGs, then: optional short-side resize to ``short_side`` (or to a
+    short side drawn in ``short_side_range``, ``augment.jitter_short_side``) ->
+    RandomResizedCrop, or the TSN multi-scale crop when ``multi_scale_crop``
+    (``augment.multi_scale_crop_box``), or else a random ``crop_size`` crop ->
+    resize to ``crop_size`` -> horizontal flip with probability 0.5 when ``flip``
+    -> AutoAugment policy ``auto_augment`` ('' off) -> random erasing with
+    probability ``random_erasing_prob``. The same box, flip, ops and erased box
+    apply to every frame of the clip; the defaults add no draw to ``rng``.
     """
-    idx = sample_train_indices(num_frames, clip_len, frame_interval, 1, rng)[0]
+    if sampling == "segment":
+        idx = sample_segment_train_indices(num_frames, clip_len, rng)
+    elif sampling == "dense":
+        idx = sample_train_indices(num_frames, clip_len, frame_interval, 1, rng)[0]
+    else:
+        raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}.")
     w, h = _frame_size(frames[int(idx[0])])
+    if short_side_range:
+        short_side = augment.jitter_short_side(short_side_range, rng)
     scale, sh, sw = _scaled_hw(h, w, short_side)
     if random_resized_crop:
         x0, y0, x1, y1 = random_resized_crop_box(sh, sw, area_range, aspect_range, rng)
+    elif multi_scale_crop:
+        x0, y0, x1, y1 = augment.multi_scale_crop_box(sh, sw, crop_size, rng)
     else:
         if crop_size > min(sh, sw):
             raise ValueError(f"crop_size {crop_size} is larger than the resized frame {sh}x{sw}; "
@@ -226,23 +246,38 @@ def train_clip(
     do_flip = bool(flip) and rng.random() < 0.5
     unique, rendered = _render_frames(frames, idx, [box], crop_size, do_flip)  # [1, n, s, s, 3]
     if len(unique) == len(idx) and np.array_equal(unique, idx):
-        return rendered[0]  # no wrapped-around index: the frames are already in clip order
-    return rendered[0, np.searchsorted(unique, idx)]
+        clip = rendered[0]  # no repeated index: the frames are already in clip order
+    else:
+        clip = rendered[0, np.searchsorted(unique, idx)]  # [t, s, s, 3]
+    if auto_augment:
+        clip = augment.auto_augment(clip, rng, auto_augment)
+    if random_erasing_prob:
+        clip = augment.random_erasing(clip, rng, random_erasing_prob, area_range=random_erasing_area,
+                                      aspect_range=random_erasing_aspect)
+    return clip
 
 
 def eval_views(
     frames: Sequence[bytes], num_frames: int, *, clip_len: int, frame_interval: int,
     num_clips: int, num_crops: int, crop_size: int, short_side: int | None,
+    sampling: str = "dense",
 ) -> np.ndarray:
     """The test views of one video: ``uint8 [num_clips * num_crops, clip_len, crop, crop, 3]``.
 
-    ``num_clips`` uniformly spaced clips (``sample_test_indices``) x 1 centre
-    crop or 3 crops (``three_crop_boxes``) after a short-side resize to
-    ``short_side``; views are ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
+    ``num_clips`` uniformly spaced clips (``sample_test_indices``; with
+    ``sampling='segment'`` the segment middles, then starts, of
+    ``sample_segment_test_indices``) x 1 centre crop or 3 crops
+    (``three_crop_boxes``) after a short-side resize to ``short_side``; views
+    are ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
     """
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}.")
-    idx = sample_test_indices(num_frames, clip_len, frame_interval, num_clips)
+    if sampling == "segment":
+        idx = sample_segment_test_indices(num_frames, clip_len, num_clips)
+    elif sampling == "dense":
+        idx = sample_test_indices(num_frames, clip_len, frame_interval, num_clips)
+    else:
+        raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}.")
     w, h = _frame_size(frames[int(idx[0, 0])])
     scale, sh, sw = _scaled_hw(h, w, short_side)
     if crop_size > min(sh, sw):
