@@ -5,6 +5,7 @@ anything is compiled.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -115,10 +116,38 @@ def test_checkpoint_missing_empty_or_corrupt(tmp_path):
   fails(PREDICT + ['--checkpoint', str(corrupt), '--video', str(video)], 'corrupt.safetensors')
 
 
+def _official_shapes(variant, num_classes):
+  """`{official key: shape}` of a new model of `variant` (no arrays allocated)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dualformer_jax import convert, models  # pylint: disable=g-import-not-at-top
+  model = models.create_model(variant, num_classes=num_classes)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             np.zeros((1, *model.video_size, 3), np.float32),
+                                             train=False))
+  variables = jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
+  return {k: tuple(v.shape) for k, v in convert.to_pytorch(variables, model).items()}
+
+
 def test_checkpoint_of_another_architecture_names_the_tensor(tmp_path, mini_safetensors):
-  line = fails(CONVERT + ['to-flax', '--input', mini_safetensors, '--variant', 'nano',
-                          '--output', str(tmp_path / 'o')])
-  assert '(' in line and 'vs' in line or 'shape' in line, line
+  """A `mini` file given as `nano`: the first mismatched tensor with both of its shapes."""
+  from dualformer_jax import convert  # pylint: disable=g-import-not-at-top
+  video = tmp_path / 'v.mp4'
+  video.write_bytes(b'0')
+  lines = [
+      fails(CONVERT + ['to-flax', '--input', mini_safetensors, '--variant', 'nano',
+                       '--output', str(tmp_path / 'o')], 'first mismatched tensor'),
+      fails(PREDICT + ['--checkpoint', mini_safetensors, '--variant', 'nano', '--video',
+                       str(video)], 'mini.safetensors does not fit dualformer/nano',
+            'first mismatched tensor')]
+  checkpoint = {k: tuple(v.shape) for k, v in convert.load_state_dict(mini_safetensors).items()}
+  model = _official_shapes('nano', 4)
+  for line in lines:
+    match = re.search(r'first mismatched tensor (\S+): checkpoint (\(.*?\)), model '
+                      r'(\(.*?\))', line)
+    assert match, line
+    key, in_checkpoint, in_model = match.groups()
+    assert in_checkpoint == str(checkpoint[key]) and in_model == str(model[key]), line
+    assert in_checkpoint != in_model
 
 
 def test_video_that_cannot_be_decoded(tmp_path, mini_safetensors):

@@ -74,6 +74,28 @@ def torch_shape(path: tuple[str, ...], leaf: Any, official_key: OfficialKey) -> 
 
 
 def _mismatch_report(missing, unexpected, mis_shaped, head_prefix) -> str:
+  """A first paragraph naming the first mismatch (the command lines print only that
+  one), then every mismatch by kind."""
+  if mis_shaped:
+    first = f'first mismatched tensor {mis_shaped[0]}'
+  elif missing and unexpected:
+    first = (f'the model\'s {missing[0]} is not in the checkpoint, whose {unexpected[0]} '
+             'is not in the model')
+  elif missing:
+    first = f'the model\'s {missing[0]} is not in the checkpoint'
+  else:
+    first = f'the checkpoint\'s {unexpected[0]} is not in the model'
+  counts = ', '.join(f'{n} {kind}' for n, kind in (
+      (len(mis_shaped), 'mis-shaped'), (len(missing), 'missing'),
+      (len(unexpected), 'unexpected')) if n)
+  summary = (f'State dict does not match the model: {first} ({counts} tensors; another '
+             'architecture or variant?)')
+  if all(k.startswith(head_prefix) for k in mis_shaped + missing + unexpected):
+    items = (mis_shaped + [f'{k}: not in the checkpoint' for k in missing] +
+             [f'{k}: not in the model' for k in unexpected])
+    summary = (f'State dict does not match the model: only the classifier differs '
+               f'({"; ".join(items[:4])}): pass reinit_head=True (--reinit_head) to start '
+               'a new one')
   lines = []
   if mis_shaped:
     lines.append('mis-shaped tensors:\n  ' + '\n  '.join(mis_shaped[:20]))
@@ -85,7 +107,7 @@ def _mismatch_report(missing, unexpected, mis_shaped, head_prefix) -> str:
   if any(k.startswith(head_prefix) for k in mis_shaped + missing):
     hint = ('\nIf only the classifier differs (another number of classes), pass '
             'reinit_head=True (command line: --reinit_head) to start a new head.')
-  return 'State dict does not match the model:\n' + '\n'.join(lines) + hint
+  return summary + '.\n\n' + '\n'.join(lines) + hint
 
 
 def load_variables(state_dict: Mapping[str, np.ndarray], shapes: Variables,
@@ -131,8 +153,8 @@ def load_variables(state_dict: Mapping[str, np.ndarray], shapes: Variables,
   unexpected = [k for k in state_dict if k not in expected and not ignore(k) and
                 not (drop_head and k.startswith(head_prefix))]
   mis_shaped = [f'{k}: checkpoint {tuple(state_dict[k].shape)}, model {shape_of(k)}'
-                for k in expected
-                if k in state_dict and not skip(k) and tuple(state_dict[k].shape) != shape_of(k)]
+                for k in state_dict  # in the checkpoint's order (a .pth: the model's)
+                if k in expected and not skip(k) and tuple(state_dict[k].shape) != shape_of(k)]
   if missing or unexpected or mis_shaped:
     raise ConversionError(_mismatch_report(missing, unexpected, mis_shaped, head_prefix))
 
