@@ -29,6 +29,7 @@ from dualformer_jax import model_checkpoint
 from dualformer_jax import models
 from dualformer_jax import optim
 from dualformer_jax import parallel
+from dualformer_jax import profiling
 from dualformer_jax import steps
 from dualformer_jax.errors import ConfigError
 
@@ -326,6 +327,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   total = plan.total_micro_steps
   progress = metrics_writer.Progress(total, start, s.clips_per_step)
   stop = StopSignal()
+  profiler = profiling.StepProfiler(workdir, config.profile.start_step,
+                                    config.profile.num_steps)
   pending: list = []
   final: dict[str, Any] = {'step': start}
   eval_metrics = None
@@ -345,7 +348,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     step = start
     while step < total:
       batch = next(data_iter)
-      state, metrics = runtime.train_step(state, batch)
+      with profiler.step(step):
+        state, metrics = runtime.train_step(state, batch)
+      profiler.after_step(step, state)
       step += 1
       pending.append((step, metrics))
       last = step == total
@@ -386,6 +391,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     final.update(step=step, **(eval_metrics or {}))
     return final
   finally:
+    profiler.stop()
     progress.close()
     stop.restore()
     checkpointer.wait_until_finished()

@@ -108,9 +108,21 @@ def finish(process, timeout=900) -> str:
 @pytest.fixture(scope='module')
 def single_device_run(tiny_data, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('single')
-  config = tiny_config(tiny_data, **{'mesh.num_devices': 1})
+  # Profiling steps 2-3 must change nothing (the sharded runs compare against this one).
+  config = tiny_config(tiny_data, **{'mesh.num_devices': 1, 'profile.start_step': 1,
+                                     'profile.num_steps': 2})
   train_lib.train_and_evaluate(config, str(workdir))
   return workdir
+
+
+def test_profile_traces_the_configured_steps(single_device_run):
+  traces = list(pathlib.Path(single_device_run, 'profile').glob('plugins/profile/*/*.xplane.pb'))
+  assert len(traces) == 1, traces
+  trace = jax.profiler.ProfileData.from_file(str(traces[0]))
+  steps = [event for plane in trace.planes for line in plane.lines for event in line.events
+           if event.name == 'train']
+  assert len(steps) == 2  # one StepTraceAnnotation per traced step
+  assert all(event.duration_ns > 0 for event in steps)
 
 
 @pytest.mark.parametrize('parallelism, mesh', [
