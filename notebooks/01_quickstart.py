@@ -28,39 +28,42 @@
 # %% [markdown]
 # ## Install
 #
-# In Colab, set `REPO_URL` to this repository's git URL first. In a clone of the
-# repository (requirements installed) this cell only makes the package importable.
+# In Colab, set `REPO_URL` to this repository's git URL first: the cell then runs
+# `pip install "dualformer-jax[notebooks,torch] @ git+REPO_URL"` (torch only where the
+# runtime lacks it, plus JAX's build for a TPU or GPU runtime). In a clone of the
+# repository, where `pip install -r requirements.txt` installed the package, it does
+# nothing; otherwise it runs `pip install -e ..` from `notebooks/`.
 
 # %%
 REPO_URL = 'https://github.com/YOUR_GITHUB_USER/dualformer_jax.git'  # set this in Colab
 
+import importlib
+import importlib.util
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 
 try:
   import dualformer_jax
 except ImportError:
-  if os.path.isdir('../dualformer_jax'):  # a clone, run from notebooks/
-    sys.path.insert(0, os.path.abspath('..'))
-  else:  # Colab: clone, then install the pinned requirements for this accelerator
-    if not os.path.isdir('dualformer_jax_repo'):
-      subprocess.run(['git', 'clone', '-q', REPO_URL, 'dualformer_jax_repo'], check=True)
-    with open('dualformer_jax_repo/requirements.txt') as f:
-      requirements = [r for r in (line.split('#')[0].strip() for line in f) if r]
-    # jax gets the build for this accelerator; torch (only for .pth files) Colab has.
-    jax_spec = next(r for r in requirements if r.startswith('jax>'))
-    requirements = [r for r in requirements if not r.startswith(('jax>', 'torch'))]
-    if os.path.exists('/dev/accel0') or 'TPU_ACCELERATOR_TYPE' in os.environ:
-      jax_spec = jax_spec.replace('jax', 'jax[tpu]', 1)
-    elif shutil.which('nvidia-smi'):
-      jax_spec = jax_spec.replace('jax', 'jax[cuda12]', 1)
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', jax_spec, *requirements],
-                   check=True)
-    sys.path.insert(0, os.path.abspath('dualformer_jax_repo'))
+  in_clone = os.path.isfile('../pyproject.toml') and os.path.isdir('../dualformer_jax')
+  extras = 'notebooks' if importlib.util.find_spec('torch') else 'notebooks,torch'
+  package = [f'dualformer-jax[{extras}] @ git+{REPO_URL}'] if not in_clone else [
+      '-e', f'..[{extras}]']
+  if os.path.exists('/dev/accel0') or 'TPU_ACCELERATOR_TYPE' in os.environ:
+    package.append('jax[tpu]')  # in the package's jax range
+  elif shutil.which('nvidia-smi'):
+    package.append('jax[cuda12]')
+  subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', *package], check=True)
+  importlib.invalidate_caches()
+  if in_clone:  # an editable install is found through a .pth file: read it now
+    site.addsitedir(sysconfig.get_path('purelib'))
   import dualformer_jax
-print('dualformer_jax from', os.path.dirname(dualformer_jax.__file__))
+print('dualformer_jax', dualformer_jax.__version__, 'from',
+      os.path.dirname(dualformer_jax.__file__))
 
 # %% [markdown]
 # ## Settings

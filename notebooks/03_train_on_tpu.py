@@ -19,8 +19,8 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/YOUR_GITHUB_USER/dualformer_jax/blob/main/notebooks/03_train_on_tpu.ipynb)
 #
 # 1. The device mesh and the sharding rules, shown on a live model.
-# 2. `train.py` launched with a mesh, its metrics watched while it runs, a preemption
-#    (SIGTERM) in the middle, and the resumed run.
+# 2. `dualformer-train` launched with a mesh, its metrics watched while it runs, a
+#    preemption (SIGTERM) in the middle, and the resumed run.
 # 3. The same on a Cloud TPU VM or pod.
 #
 # On a CPU runtime the notebook simulates 8 devices, so every mesh below works as it
@@ -29,40 +29,42 @@
 # %% [markdown]
 # ## Install
 #
-# In Colab, set `REPO_URL` to this repository's git URL first. In a clone of the
-# repository (requirements installed) this cell only makes the package importable.
+# In Colab, set `REPO_URL` to this repository's git URL first: the cell then runs
+# `pip install "dualformer-jax[notebooks,torch] @ git+REPO_URL"` (torch only where the
+# runtime lacks it, plus JAX's build for a TPU or GPU runtime). In a clone of the
+# repository, where `pip install -r requirements.txt` installed the package, it does
+# nothing; otherwise it runs `pip install -e ..` from `notebooks/`.
 
 # %%
 REPO_URL = 'https://github.com/YOUR_GITHUB_USER/dualformer_jax.git'  # set this in Colab
 
+import importlib
+import importlib.util
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 
 try:
   import dualformer_jax
 except ImportError:
-  if os.path.isdir('../dualformer_jax'):  # a clone, run from notebooks/
-    sys.path.insert(0, os.path.abspath('..'))
-  else:  # Colab: clone, then install the pinned requirements for this accelerator
-    if not os.path.isdir('dualformer_jax_repo'):
-      subprocess.run(['git', 'clone', '-q', REPO_URL, 'dualformer_jax_repo'], check=True)
-    with open('dualformer_jax_repo/requirements.txt') as f:
-      requirements = [r for r in (line.split('#')[0].strip() for line in f) if r]
-    # jax gets the build for this accelerator; torch (only for .pth files) Colab has.
-    jax_spec = next(r for r in requirements if r.startswith('jax>'))
-    requirements = [r for r in requirements if not r.startswith(('jax>', 'torch'))]
-    if os.path.exists('/dev/accel0') or 'TPU_ACCELERATOR_TYPE' in os.environ:
-      jax_spec = jax_spec.replace('jax', 'jax[tpu]', 1)
-    elif shutil.which('nvidia-smi'):
-      jax_spec = jax_spec.replace('jax', 'jax[cuda12]', 1)
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', jax_spec, *requirements],
-                   check=True)
-    sys.path.insert(0, os.path.abspath('dualformer_jax_repo'))
+  in_clone = os.path.isfile('../pyproject.toml') and os.path.isdir('../dualformer_jax')
+  extras = 'notebooks' if importlib.util.find_spec('torch') else 'notebooks,torch'
+  package = [f'dualformer-jax[{extras}] @ git+{REPO_URL}'] if not in_clone else [
+      '-e', f'..[{extras}]']
+  if os.path.exists('/dev/accel0') or 'TPU_ACCELERATOR_TYPE' in os.environ:
+    package.append('jax[tpu]')  # in the package's jax range
+  elif shutil.which('nvidia-smi'):
+    package.append('jax[cuda12]')
+  subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', *package], check=True)
+  importlib.invalidate_caches()
+  if in_clone:  # an editable install is found through a .pth file: read it now
+    site.addsitedir(sysconfig.get_path('purelib'))
   import dualformer_jax
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(dualformer_jax.__file__)))
-print('dualformer_jax from', REPO_ROOT)
+print('dualformer_jax', dualformer_jax.__version__, 'from',
+      os.path.dirname(dualformer_jax.__file__))
 
 # %% [markdown]
 # ## Settings
@@ -209,8 +211,8 @@ print('logits', logits.shape, logits.sharding.spec, '| on one device:',
 # %% [markdown]
 # ## 4. The same in a training config
 #
-# `train.py` reads the mesh from `config.mesh` (`data`, `fsdp`, `tensor`; one of them may
-# be `-1`: all remaining devices) and the strategy from `config.parallelism`:
+# `dualformer-train` reads the mesh from `config.mesh` (`data`, `fsdp`, `tensor`; one of
+# them may be `-1`: all remaining devices) and the strategy from `config.parallelism`:
 #
 # - `'jit'`: the state is sharded over the mesh by the rules above (the default);
 # - `'pmap'`: one full copy of the state per device, the batch split over all devices,
@@ -222,15 +224,17 @@ print('logits', logits.shape, logits.sharding.spec, '| on one device:',
 # `--config.mesh.fsdp=2`, `--config.train.batch_size=128`, ...
 
 # %%
-from configs import default as default_config  # the repository root is on sys.path
+from dualformer_jax.cli import train as train_cli
 
-config = default_config.get_config()
+config = train_cli.load_config('configs/default.py')  # shipped with the package
 print(config.mesh, 'parallelism:', config.parallelism)
 
 # %% [markdown]
 # ## 5. Launch, watch, preempt, resume
 #
-# A small synthetic dataset, then `train.py` in the background on the mesh above. We
+# A small synthetic dataset, then the training command line in the background on the
+# mesh above (`dualformer-train`, run here as `python -m dualformer_jax.cli.train` with
+# this kernel's Python; from any directory: `configs/default.py` is the shipped one). We
 # watch `WORKDIR/metrics.jsonl` while it runs. Half-way we send SIGTERM, which is what
 # a TPU VM receives before a preemption (or maintenance): the run saves a checkpoint and
 # exits cleanly. Launched again with the same command, it resumes from that checkpoint,
@@ -250,7 +254,8 @@ WORKDIR = os.path.abspath(os.path.join(FILES, 'workdir'))
 shutil.rmtree(WORKDIR, ignore_errors=True)
 
 command = [
-    sys.executable, 'train.py', '--config', 'configs/default.py', '--workdir', WORKDIR,
+    sys.executable, '-m', 'dualformer_jax.cli.train', '--config', 'configs/default.py',
+    '--workdir', WORKDIR,
     f'--config.model.variant={VARIANT}',
     f'--config.data.name={dataset}',
     f'--config.data.data_dir={os.path.abspath(os.path.join(FILES, "data"))}',
@@ -263,7 +268,7 @@ command = [
 ]
 env = dict(os.environ)
 env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.abspath(os.path.join(FILES, 'jax_cache')))
-print('python ' + ' '.join(command[1:]).replace(' --', ' \\\n    --'))
+print('dualformer-train ' + ' '.join(command[3:]).replace(' --', ' \\\n    --'))
 
 
 def watch(process, stop_after_step=None, timeout=600):
@@ -288,16 +293,17 @@ def watch(process, stop_after_step=None, timeout=600):
     out = process.communicate(timeout=max(deadline - time.time(), 60))[0]
   except subprocess.TimeoutExpired:
     process.kill()
-    raise RuntimeError('train.py did not finish in time:\n' + process.communicate()[0][-3000:])
+    raise RuntimeError('dualformer-train did not finish in time:\n' +
+                       process.communicate()[0][-3000:])
   if process.returncode != 0:
-    raise RuntimeError(f'train.py failed (exit code {process.returncode}):\n' + out[-3000:])
+    raise RuntimeError(f'dualformer-train failed (exit code {process.returncode}):\n' + out[-3000:])
   print('--- end of the log:\n' + '\n'.join(out.splitlines()[-4:]))
   print('exit code', process.returncode, '| checkpoints:',
         sorted(int(s) for s in os.listdir(os.path.join(WORKDIR, 'checkpoints')) if s.isdigit()))
   return out
 
 
-process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
 first_log = watch(process, stop_after_step=NUM_STEPS // 2)
 
@@ -305,7 +311,7 @@ first_log = watch(process, stop_after_step=NUM_STEPS // 2)
 # Launched again, the same command resumes:
 
 # %%
-process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
 second_log = watch(process)
 print([line for line in second_log.splitlines() if 'Resumed from' in line])
@@ -314,18 +320,19 @@ print([line for line in second_log.splitlines() if 'Resumed from' in line])
 # ## 6. On a Cloud TPU VM or pod
 #
 # Create a TPU VM (here a v4-8: one host, 4 chips; a pod slice such as `v4-32` has several
-# hosts), install the repository on every host, and run the *same* command on all of
-# them: `train.py` calls `jax.distributed.initialize()` on TPU pods, each host reads its
-# own share of every batch, and the mesh spans all devices.
+# hosts), install the package on every host, and run the *same* command on all of them:
+# the training command line calls `jax.distributed.initialize()` on TPU pods, each host
+# reads its own share of every batch, and the mesh spans all devices. (Over `ssh
+# --command`, `~/.local/bin` is not on the PATH: `python3 -m dualformer_jax.cli.train` is
+# `dualformer-train`.)
 #
 # ```bash
 # gcloud compute tpus tpu-vm create dualformer --zone=us-central2-b \
 #     --accelerator-type=v4-8 --version=tpu-ubuntu2204-base   # --spot: cheaper, preemptible
 # gcloud compute tpus tpu-vm ssh dualformer --zone=us-central2-b --worker=all --command="
-#     git clone REPO_URL dualformer_jax && cd dualformer_jax &&
-#     pip install -r requirements.txt 'jax[tpu]>=0.10.2,<0.11'"
+#     pip install 'dualformer-jax @ git+REPO_URL' 'jax[tpu]'"
 # gcloud compute tpus tpu-vm ssh dualformer --zone=us-central2-b --worker=all --command="
-#     cd dualformer_jax && nohup python train.py --config configs/default.py \
+#     nohup python3 -m dualformer_jax.cli.train --config configs/default.py \
 #         --workdir ~/runs/default --config.mesh.data=-1 > train.log 2>&1 &"
 # ```
 #

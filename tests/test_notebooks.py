@@ -60,6 +60,12 @@ def test_paired_with_a_text_twin_and_stored_without_outputs(path):
   assert all(not c.get('outputs') and not c.get('execution_count') for c in nb.cells)
   assert sum('parameters' in c.metadata.get('tags', []) for c in nb.cells) == 1
   assert 'colab.research.google.com/assets/colab-badge.svg' in nb.cells[0].source
+  code = [c.source for c in nb.cells if c.cell_type == 'code']
+  install = next(s for s in code if s.startswith('REPO_URL = '))
+  assert "'-m', 'pip', 'install'" in install and '@ git+{REPO_URL}' in install
+  # Nothing needs the working directory to be a clone: no sys.path edits, no ../ paths.
+  assert not any('sys.path' in s for s in code)
+  assert not any("'../" in s or 'train.py' in s for s in code if s is not install)
 
 
 def test_01_quickstart(tmp_path, monkeypatch):
