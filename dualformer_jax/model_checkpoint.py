@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from dualformer_jax import models
+from dualformer_jax.errors import UserError
 
 MODEL_ITEMS = ('params', 'batch_stats', 'model_config')
 
@@ -49,6 +50,8 @@ def load_model(path: str | os.PathLike, **model_overrides: Any
   device.
   """
   path = epath.Path(os.path.abspath(os.fspath(path)))
+  if not path.exists():
+    raise FileNotFoundError(f'checkpoint not found: {path}')
   if not is_model_checkpoint(path):
     raise FileNotFoundError(
         f'{path} is not a dualformer_jax checkpoint (expected the items {MODEL_ITEMS}).')
@@ -57,14 +60,21 @@ def load_model(path: str | os.PathLike, **model_overrides: Any
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = lambda tree: jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), tree)
+  def restore(checkpointer, **items):
+    try:
+      return checkpointer.restore(path, ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except  (orbax raises many kinds)
+      reason = (str(e).strip().splitlines() or [''])[0]
+      raise UserError(f'cannot read checkpoint {path}: {type(e).__name__}: {reason} (an '
+                      'unfinished or damaged checkpoint?)') from e
+
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-    config = checkpointer.restore(
-        path, ocp.args.Composite(model_config=ocp.args.JsonRestore()))['model_config']
+    config = restore(checkpointer, model_config=ocp.args.JsonRestore())['model_config']
     model = models.model_from_config(config, **model_overrides)
     shapes = models.variable_shapes(model)
     items = {'params': ocp.args.StandardRestore(target(shapes['params']))}
     if shapes.get('batch_stats'):
       items['batch_stats'] = ocp.args.StandardRestore(target(shapes['batch_stats']))
-    restored = checkpointer.restore(path, ocp.args.Composite(**items))
+    restored = restore(checkpointer, **items)
   return model, {'params': restored['params'],
                  'batch_stats': restored.get('batch_stats') or {}}

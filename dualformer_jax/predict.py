@@ -128,7 +128,7 @@ def load_checkpoint(path: str | os.PathLike, *, variant: str | None = None,
                        f'({", ".join(OFFICIAL_SUFFIXES)}).')
   try:
     state_dict = convert.load_state_dict(path)
-  except ImportError:
+  except (ImportError, errors.UserError):  # torch missing; a damaged file (named)
     raise
   except Exception as e:  # torch/safetensors raise many kinds on a damaged file.
     raise PredictError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e

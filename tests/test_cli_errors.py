@@ -116,6 +116,27 @@ def test_checkpoint_missing_empty_or_corrupt(tmp_path):
   fails(PREDICT + ['--checkpoint', str(corrupt), '--video', str(video)], 'corrupt.safetensors')
 
 
+def test_corrupt_or_empty_pth_given_to_convert(tmp_path):
+  pytest.importorskip('torch')
+  for name, content in (('empty.pth', b''), ('corrupt.pth', b'garbage')):
+    (tmp_path / name).write_bytes(content)
+    fails(CONVERT + ['to-flax', '--input', str(tmp_path / name), '--variant', 'tiny',
+                     '--output', str(tmp_path / 'o')], 'cannot read checkpoint', name)
+
+
+def test_our_checkpoint_missing_empty_or_damaged(tmp_path):
+  out = ['--output', str(tmp_path / 'o.pth')]
+  fails(CONVERT + ['to-pytorch', '--input', str(tmp_path / 'nope'), *out],
+        'checkpoint not found', 'nope')
+  (tmp_path / 'empty').mkdir()
+  fails(CONVERT + ['to-pytorch', '--input', str(tmp_path / 'empty'), *out],
+        'not a dualformer_jax checkpoint', 'params')
+  for item in ('params', 'model_config'):  # an interrupted save: the items, no metadata
+    (tmp_path / 'damaged' / item).mkdir(parents=True)
+  fails(CONVERT + ['to-pytorch', '--input', str(tmp_path / 'damaged'), *out],
+        'cannot read checkpoint', 'damaged')
+
+
 def _official_shapes(variant, num_classes):
   """`{official key: shape}` of a new model of `variant` (no arrays allocated)."""
   import jax  # pylint: disable=g-import-not-at-top

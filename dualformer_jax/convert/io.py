@@ -8,7 +8,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from dualformer_jax.errors import UserError
+
 StateDict = dict[str, np.ndarray]
+
+
+class CheckpointReadError(UserError, ValueError):
+  """A checkpoint file that cannot be read: damaged, truncated, or not a checkpoint."""
 
 
 def _require_torch():
@@ -47,20 +53,25 @@ def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> StateDict:
   path = os.fspath(source)
   if not os.path.exists(path):
     raise FileNotFoundError(f'Checkpoint not found: {path}')
-  if path.endswith('.safetensors'):
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    return dict(load_file(path))
-  if path.endswith('.npz'):
-    with np.load(path) as data:
-      return {k: data[k] for k in data.files}
-  torch = _require_torch()
+  torch = None if path.endswith(('.safetensors', '.npz')) else _require_torch()
   try:
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception:  # pylint: disable=broad-except
-    # mmcv checkpoints may carry metadata objects that the safe loader refuses.
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    if path.endswith('.safetensors'):
+      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+      return dict(load_file(path))
+    if path.endswith('.npz'):
+      with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+    try:
+      checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:  # pylint: disable=broad-except
+      # mmcv checkpoints may carry metadata objects that the safe loader refuses.
+      checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+  except Exception as e:  # pylint: disable=broad-except  (each reader raises its own kinds)
+    reason = (str(e).strip().splitlines() or [''])[0]
+    raise CheckpointReadError(f'cannot read checkpoint {path}: {type(e).__name__}: {reason} '
+                              '(a damaged or truncated file, or not a checkpoint)') from e
   if not isinstance(checkpoint, Mapping):
-    raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a state dict.')
+    raise CheckpointReadError(f'{path} holds a {type(checkpoint).__name__}, not a state dict.')
   return {k: _to_numpy(v) for k, v in unwrap_checkpoint(checkpoint).items()}
 
 
