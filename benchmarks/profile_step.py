@@ -1,0 +1,197 @@
+"""Where a step's time goes: a JAX profiler trace summed per layer kind and phase.
+
+Compiles one train step (forward, backward, AdamW; as in `benchmarks/model.py`) or a
+forward pass, traces `--steps` runs with `jax.profiler`, and attributes each XLA thunk's
+*exclusive* time (nested loop bodies subtracted from their loop) to the HLO instruction
+it ran, whose `op_name` metadata names the layer (`.../block_2_1/mlp/fc1/dot_general`)
+and the phase (`jvp(...)`: forward, `transpose(jvp(...))`: backward, else: optimizer).
+Thunks of different threads overlap in time (XLA:CPU runs independent thunks
+concurrently), so the table's times add up to more than the wall time; the shares are
+what to read.
+
+    python benchmarks/profile_step.py --variant tiny --clip 16,224,224
+    python benchmarks/profile_step.py --variant tiny --clip 16,224,224 --mode forward --top 30
+
+Model FLOPs per kind come from `dualformer_jax.flops` (backward = 2 x forward), so the
+rate of the dense layers or of the attention core can be set against the matmul
+roofline that `benchmarks/model.py` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import re
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+import model as bench  # noqa: E402  (benchmarks/model.py)
+from dualformer_jax import flops as flops_lib  # noqa: E402
+from dualformer_jax import models  # noqa: E402
+
+# (category, regex on the layer path of op_name), first match wins.
+CATEGORIES = (
+    ('dropout / drop-path rng', r'(DropPath|Dropout|bernoulli|threefry)'),
+    ('attention projections', r'/attn/(qkv|q|kv|proj)/'),
+    ('attention pooling (sr, lr)', r'/attn/(sr|lr)'),
+    ('attention core', r'/attn/'),
+    ('mlp dense (fc1, fc2)', r'/mlp/fc[12]/'),
+    ('mlp gelu', r'/mlp/'),
+    ('layer norm', r'/norm\d*/'),
+    ('peg (depthwise 3x3x3)', r'/pos_block'),
+    ('patch embedding', r'/patch_embed'),
+    ('head + loss', r'(/head/|loss_fn|log_softmax|softmax_cross_entropy)'),
+    ('residual adds, reshapes', r'/block_'),
+)
+SKIP = ('ThunkExecutor', 'ThreadpoolListener', 'end: ', '$', 'PjitFunction', 'Wait for',
+        'PythonRefManager')
+
+
+def instruction_op_names(hlo_text: str) -> dict[str, str]:
+  """HLO instruction name -> its op_name metadata (fusions carry their root's)."""
+  names = {}
+  pattern = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*?op_name="([^"]*)"')
+  for line in hlo_text.splitlines():
+    m = pattern.match(line)
+    if m:
+      names.setdefault(m.group(1), m.group(2))
+  return names
+
+
+def phase_of(op_name: str) -> str:
+  if 'transpose(' in op_name:
+    return 'backward'
+  if 'jvp(' in op_name or '/backbone/' in op_name or '/head/' in op_name:
+    return 'forward'
+  return 'optimizer / other'
+
+
+def category_of(op_name: str) -> str:
+  for name, pattern in CATEGORIES:
+    if re.search(pattern, op_name):
+      return name
+  return 'optimizer / other' if phase_of(op_name) == 'optimizer / other' else 'other'
+
+
+def exclusive_times(trace_path: str) -> dict[str, float]:
+  """Thunk name -> summed exclusive seconds over the trace (all threads)."""
+  data = jax.profiler.ProfileData.from_file(trace_path)
+  totals = collections.defaultdict(float)
+  for plane in data.planes:
+    for line in plane.lines:
+      events = sorted(((e.start_ns, e.duration_ns, e.name) for e in line.events
+                       if not e.name.startswith(SKIP)), key=lambda e: (e[0], -e[1]))
+      stack = []  # [end_ns, name, exclusive_ns]
+      for start, duration, name in events:
+        while stack and stack[-1][0] <= start:
+          end, done, excl = stack.pop()
+          totals[done] += excl / 1e9
+        if stack:
+          stack[-1][2] -= duration  # nested in the enclosing thunk (a loop body)
+        stack.append([start + duration, name, duration])
+      for end, done, excl in stack:
+        totals[done] += excl / 1e9
+  return totals
+
+
+def profile(variant: str, clip, batch: int, mode: str, steps: int):
+  model = models.create_model(variant, num_classes=400)
+  variables = bench.random_variables(model)
+  clips = jax.random.normal(jax.random.PRNGKey(1), (batch, *clip, 3), jnp.float32)
+  labels = jnp.arange(batch, dtype=jnp.int32) % model.num_classes
+  if mode == 'train':
+    tx = optax.adamw(1e-3, b1=0.9, b2=0.999, weight_decay=0.02)
+    params = variables['params']
+    state = (params, tx.init(params), variables['batch_stats'], jnp.zeros((), jnp.int32))
+    compiled, _ = bench.compile_fn(bench.make_train_step(model, tx), state, clips, labels,
+                                   donate=(0,))
+    holder = [state]
+
+    def run():
+      holder[0], loss = compiled(holder[0], clips, labels)
+      return holder[0], loss
+  else:
+    compiled, _ = bench.compile_fn(bench.make_forward(model), variables, clips)
+
+    def run():
+      return compiled(variables, clips)
+  bench.block(run())  # warm-up
+  directory = tempfile.mkdtemp(prefix='profile_step_')
+  start = time.perf_counter()
+  with jax.profiler.trace(directory):
+    for _ in range(steps):
+      bench.block(run())
+  wall = (time.perf_counter() - start) / steps
+  trace = sorted(glob.glob(os.path.join(directory, '**', '*.xplane.pb'), recursive=True))[-1]
+  op_names = instruction_op_names(compiled.as_text())
+  by_key = collections.defaultdict(float)
+  unmatched = 0.0
+  for thunk, seconds in exclusive_times(trace).items():
+    op_name = op_names.get(thunk)
+    if op_name is None:
+      unmatched += seconds
+      continue
+    by_key[(category_of(op_name), phase_of(op_name))] += seconds / steps
+  flop_kinds = flops_lib.count_flops(model, clip).by_kind
+  return dict(wall=wall, by_key=by_key, unmatched=unmatched / steps, trace=trace,
+              flop_kinds={k: v * batch for k, v in flop_kinds.items()})
+
+
+def report(result, top_thunks: int = 0) -> str:
+  by_key, wall = result['by_key'], result['wall']
+  total = sum(by_key.values()) + result['unmatched']
+  phases = ('forward', 'backward', 'optimizer / other')
+  categories = sorted({c for c, _ in by_key}, key=lambda c: -sum(
+      by_key.get((c, p), 0.0) for p in phases))
+  lines = [f'wall time per step {wall * 1e3:.0f} ms; thunk time {total * 1e3:.0f} ms '
+           f'(threads overlap); unattributed {result["unmatched"] * 1e3:.0f} ms',
+           '', '| category | forward ms | backward ms | optimizer ms | share | bwd/fwd |',
+           '|---|---|---|---|---|---|']
+  for c in categories:
+    f, b, o = (by_key.get((c, p), 0.0) for p in phases)
+    ratio = f'{b / f:.2f}' if f > 0 else '-'
+    lines.append(f'| {c} | {f * 1e3:.0f} | {b * 1e3:.0f} | {o * 1e3:.0f} | '
+                 f'{100 * (f + b + o) / total:.1f} % | {ratio} |')
+  fwd = sum(by_key.get((c, 'forward'), 0.0) for c in categories)
+  bwd = sum(by_key.get((c, 'backward'), 0.0) for c in categories)
+  lines.append(f'| all | {fwd * 1e3:.0f} | {bwd * 1e3:.0f} | '
+               f'{sum(by_key.get((c, "optimizer / other"), 0.0) for c in categories) * 1e3:.0f}'
+               f' | 100 % | {bwd / max(fwd, 1e-12):.2f} |')
+  kinds = result['flop_kinds']
+  lines.append('')
+  lines.append('Model multiply-adds per forward: ' + ', '.join(
+      f'{k} {v / 1e9:.2f} G' for k, v in kinds.items()))
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='python benchmarks/profile_step.py',
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--variant', default='tiny', choices=models.all_variants())
+  parser.add_argument('--clip', default='16,224,224', help='T,H,W')
+  parser.add_argument('--batch', type=int, default=1)
+  parser.add_argument('--mode', default='train', choices=('train', 'forward'))
+  parser.add_argument('--steps', type=int, default=2, help='traced runs (after a warm-up)')
+  args = parser.parse_args(argv)
+  clip = tuple(int(v) for v in args.clip.split(','))
+  result = profile(args.variant, clip, args.batch, args.mode, args.steps)
+  print(f'{args.variant} {args.mode} {"x".join(map(str, clip))} batch {args.batch}, '
+        f'jax {jax.__version__} {jax.devices()[0].device_kind}, '
+        f'load average {os.getloadavg()[0]:.1f}')
+  print(report(result))
+  return result
+
+
+if __name__ == '__main__':
+  main()
