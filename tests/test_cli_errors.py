@@ -110,10 +110,12 @@ def test_checkpoint_missing_empty_or_corrupt(tmp_path):
   fails(PREDICT + ['--checkpoint', str(tmp_path / 'nope'), '--video', str(video)],
         'checkpoint not found', 'nope')
   (tmp_path / 'empty').mkdir()
-  fails(PREDICT + ['--checkpoint', str(tmp_path / 'empty'), '--video', str(video)], 'empty')
+  fails(PREDICT + ['--checkpoint', str(tmp_path / 'empty'), '--video', str(video)],
+        'no checkpoint in', 'checkpoints/<step>')
   corrupt = tmp_path / 'corrupt.safetensors'
   corrupt.write_bytes(b'not a checkpoint')
-  fails(PREDICT + ['--checkpoint', str(corrupt), '--video', str(video)], 'corrupt.safetensors')
+  fails(PREDICT + ['--checkpoint', str(corrupt), '--video', str(video)], 'corrupt.safetensors',
+        'cannot read checkpoint')
 
 
 def test_corrupt_or_empty_pth_given_to_convert(tmp_path):
