@@ -46,3 +46,10 @@ def test_wheel_installs_and_console_scripts_answer_help(tmp_path):
                           cwd=outside, env=environment, capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 1 and 'train.lrr' in result.stderr, result.stderr
+  # The notebooks' route to them: load_config reads the copy inside the installed package.
+  code = ('from dualformer_jax.cli import train; '
+          "print(train.shipped_configs_dir(), train.load_config('configs/default.py').seed)")
+  result = subprocess.run([str(python), '-c', code], cwd=outside, env=environment,
+                          capture_output=True, text=True, timeout=120, check=True)
+  shipped, seed = result.stdout.split()
+  assert shipped.startswith(str(env_dir)) and seed == '0', result.stdout
