@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dualformer_jax.models import formulations
+
 Dtype = Any
 Shape3 = tuple[int, int, int]
 
@@ -94,7 +96,11 @@ class Dense(nn.Module):
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
       bias = bias.astype(self.dtype)
-    return linear(inputs.astype(self.dtype), kernel.astype(self.dtype), bias)
+    x, kernel = inputs.astype(self.dtype), kernel.astype(self.dtype)
+    if not formulations.cpu():  # GPU/TPU: autodiff (formulations.py)
+      y = _contract_last(x, kernel)
+      return y if bias is None else y + bias
+    return linear(x, kernel, bias)
 
 
 def _contract_last(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -254,6 +260,20 @@ class DepthwiseConv3D(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Depthwise 'same' convolution, stride 1: x `[b, d, h, w, c]`, kernel `[kd, kh, kw, c]`.
+
+  On CPU a shifted sum with a written-out gradient (`depthwise_conv3d_shifted`); on
+  GPU/TPU a grouped convolution (`formulations.py`).
+  """
+  if formulations.cpu():
+    return depthwise_conv3d_shifted(x, kernel)
+  return jax.lax.conv_general_dilated(
+      x, kernel[:, :, :, None, :], window_strides=(1, 1, 1),
+      padding=[(k // 2, k // 2) for k in kernel.shape[:3]],
+      dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'), feature_group_count=x.shape[-1])
+
+
 def _pad_same(x: jax.Array, kernel_size: Shape3) -> jax.Array:
   return jnp.pad(x, ((0, 0),) + tuple((k // 2, k // 2) for k in kernel_size) + ((0, 0),))
 
@@ -272,10 +292,8 @@ def _shifted_sum(padded: jax.Array, kernel: jax.Array, grid: Shape3) -> jax.Arra
 
 
 @jax.custom_vjp
-def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Depthwise 'same' convolution, stride 1: x `[b, d, h, w, c]`, kernel `[kd, kh, kw, c]`.
-
-  A sum of shifted, channel-weighted copies: XLA fuses it into one loop, and it shards
+def depthwise_conv3d_shifted(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`depthwise_conv3d` as a sum of shifted, channel-weighted copies: XLA fuses it into one loop, and it shards
   along channels without the resharding a grouped convolution needs. The gradient is
   written out (custom VJP) so the training forward pass keeps only `x`, instead of the
   kd*kh*kw shifted copies that automatic differentiation of the sum would store.
@@ -284,7 +302,7 @@ def depthwise_conv3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _depthwise_conv3d_fwd(x, kernel):
-  return depthwise_conv3d(x, kernel), (x, kernel)
+  return depthwise_conv3d_shifted(x, kernel), (x, kernel)
 
 
 def _depthwise_conv3d_bwd(residuals, g):
@@ -308,7 +326,7 @@ def _depthwise_conv3d_bwd(residuals, g):
   return dx.astype(x.dtype), dkernel
 
 
-depthwise_conv3d.defvjp(_depthwise_conv3d_fwd, _depthwise_conv3d_bwd)
+depthwise_conv3d_shifted.defvjp(_depthwise_conv3d_fwd, _depthwise_conv3d_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -386,14 +404,23 @@ _SQRT_HALF = float(np.sqrt(0.5))
 _INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
 
 
-@jax.custom_vjp
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU, `x * (1 + erf(x / sqrt(2))) / 2` (PyTorch's formula).
 
-  `erf` is a short polynomial in XLA, cheaper than the `erfc` of `jax.nn.gelu`. The
-  custom VJP keeps the derivative `Phi(x) + x * phi(x)` computed in the forward pass, so
-  the backward pass is one multiply instead of re-evaluating erf and exp.
+  `erf` is a short polynomial in XLA, cheaper than the `erfc` of `jax.nn.gelu`. On CPU a
+  custom VJP keeps the derivative from the forward pass (`gelu_keep_derivative`); on
+  GPU/TPU autodiff of the same formula (`formulations.py`).
   """
+  if formulations.cpu():
+    return gelu_keep_derivative(x)
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bfloat16 math in float32
+  return (x32 * (0.5 + 0.5 * jax.lax.erf(x32 * _SQRT_HALF))).astype(x.dtype)
+
+
+@jax.custom_vjp
+def gelu_keep_derivative(x: jax.Array) -> jax.Array:
+  """`gelu` whose VJP is one multiply by `Phi(x) + x * phi(x)`, kept from the forward
+  pass instead of re-evaluating erf and exp."""
   return _gelu_fwd(x)[0]
 
 
@@ -408,7 +435,7 @@ def _gelu_bwd(derivative, g):
   return (g * derivative,)
 
 
-gelu.defvjp(_gelu_fwd, _gelu_bwd)
+gelu_keep_derivative.defvjp(_gelu_fwd, _gelu_bwd)
 
 
 class Mlp(nn.Module):

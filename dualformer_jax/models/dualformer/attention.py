@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dualformer_jax.models import formulations
 from dualformer_jax.models import layers
 
 Dtype = Any
@@ -24,15 +25,15 @@ Shape3 = tuple[int, int, int]
 # The coarse level first pools each (1, 7, 7) patch, then the rest of the coarse kernel.
 COARSE_FIRST_KERNEL = (1, 7, 7)
 
-# On CPU, the float32 attention logits of one chunk stay below this many bytes...
+# CPU formulation (formulations.py): the float32 logits of one chunk stay below this...
 CPU_CHUNK_BYTES = 4 * 2 ** 20
 # ...unless that leaves fewer queries per chunk than this (too small a matrix multiply).
 MIN_CHUNK_QUERIES = 128
 
 
 def attention_chunk_bytes() -> int | None:
-  """Logit bytes per attention chunk on the default backend; None: one chunk (no loop)."""
-  return CPU_CHUNK_BYTES if jax.default_backend() == 'cpu' else None
+  """Logit bytes per attention chunk with the CPU formulations; None: one chunk (no loop)."""
+  return CPU_CHUNK_BYTES if formulations.cpu() else None
 
 
 def chunk_count(items: int, bytes_per_item: int, budget: int | None,
