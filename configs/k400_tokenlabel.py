@@ -1,14 +1,16 @@
 """Kinetics-400 with Token Labelling, the official Tiny and Small recipes (no reported result).
 
 Every official value is here, including `config.token_labelling` (teacher DualFormer-Base
-trained on K400, gamma 0.5, top-5 soft targets, no MixToken). Training with it needs the
-Token Labelling step, which is not there yet: setting `config.token_labelling.teacher`
-makes train.py stop with an error. Without a teacher this trains the plain recipe with
-the Token Labelling batch (Tiny: 128 clips per step, twice configs/k400.py:tiny's).
+trained on K400, gamma 0.5, top-5 soft targets, no MixToken). Name the teacher with
+`--config.token_labelling.teacher` (the official K400 Base `.pth`, or one of our
+checkpoints; its classes must be the student's): the student then gets the Token
+Labelling head and the frozen teacher labels every token in the same jitted step (see
+docs/token_labelling.md). Without a teacher this trains the plain recipe with the Token
+Labelling batch (Tiny: 128 clips per step, twice configs/k400.py:tiny's).
 
     python train.py --config configs/k400_tokenlabel.py:tiny --workdir workdir/k400_tl_tiny \
         --config.data.data_dir=DATA_DIR --config.init_from=PRETRAINED \
-        --config.token_labelling.teacher=checkpoints/base_k400
+        --config.token_labelling.teacher=checkpoints/dualformer_base_patch244_window877.pth
 
 Test as configs/k400.py says (4 clips x 1 crop at short side 224, `--mode eval`).
 """

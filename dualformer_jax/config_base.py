@@ -33,11 +33,11 @@ def base_config() -> ml_collections.ConfigDict:
   # (each logged by name with both shapes); False: a mismatch (other than the head) fails.
   c.init_partial = False
 
-  # Token Labelling (official `*_tokenlabel_*` recipes; the training step is not built
-  # yet): a non-empty `teacher` asks for it.
+  # Token Labelling (official `*_tokenlabel_*` recipes, docs/token_labelling.md): a
+  # non-empty `teacher` trains the student with the frozen teacher's token labels.
   c.token_labelling = ml_collections.ConfigDict()
   c.token_labelling.teacher = ''  # the teacher's checkpoint (official: K400 DualFormer-B)
-  c.token_labelling.teacher_variant = 'base'
+  c.token_labelling.teacher_variant = 'base'  # expected variant of an official .pth ('': any)
   c.token_labelling.gamma = 0.5  # loss = gamma * video CE + (1 - gamma) * token soft CE
   c.token_labelling.top_k = 5  # teacher logits kept per token for the soft targets
   c.token_labelling.mix_token = False

@@ -25,6 +25,7 @@ class JitRuntime:
   model's logical axis rules, batches split over 'data' and 'fsdp'."""
 
   name = 'jit'
+  _step_args: tuple = ()  # extra train-step arguments before the batch (the TL teacher)
 
   def __init__(self, model, tx, schedule, num_classes: int, clip_shape, mesh_shape,
                rules=sharding_lib.DEFAULT_RULES, devices=None, normalization=None,
@@ -61,9 +62,18 @@ class JitRuntime:
     return {k: jax.make_array_from_process_local_data(self._batch_sharding(v.ndim), v)
             for k, v in local.items()}
 
+  def use_teacher(self, train_step, teacher_variables, teacher_shapes) -> None:
+    """Token Labelling: `train_step(state, teacher_variables, batch)` replaces the plain
+    step (call before `init_state`). The teacher's host variables are placed sharded by
+    the same logical rules as the student (`teacher_shapes`: boxed ShapeDtypeStructs)
+    and passed to every step as an argument."""
+    shardings = sharding_lib.logical_to_shardings(teacher_shapes, self.mesh, self.rules)
+    self._train_step = train_step
+    self._step_args = (train_state_lib.put_tree(teacher_variables, shardings),)
+
   def train_step(self, state, local_batch):
     with self.mesh, nn.logical_axis_rules(self.rules):
-      return self._jit_train(state, self.global_batch(local_batch))
+      return self._jit_train(state, *self._step_args, self.global_batch(local_batch))
 
   def eval_step(self, state, local_batch):
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -93,6 +103,7 @@ class PmapRuntime:
   averaged over all devices (the model must use `bn_axis_name='batch'`)."""
 
   name = 'pmap'
+  _step_args: tuple = ()  # extra train-step arguments before the batch (the TL teacher)
 
   def __init__(self, model, tx, schedule, num_classes: int, clip_shape, normalization=None,
                eval_options=None, **train_options):
@@ -135,8 +146,15 @@ class PmapRuntime:
     n = len(self.devices)
     return {k: v.reshape(n, v.shape[0] // n, *v.shape[1:]) for k, v in local.items()}
 
+  def use_teacher(self, train_step, teacher_variables, teacher_shapes=None) -> None:
+    """Token Labelling: `train_step(state, teacher_variables, batch)` (built with
+    `axis_name='batch'`) replaces the plain step; the teacher is replicated."""
+    del teacher_shapes  # every device holds a full copy
+    self._pmap_train = jax.pmap(train_step, axis_name=PMAP_AXIS, donate_argnums=(0,))
+    self._step_args = (self._replicate(teacher_variables),)
+
   def train_step(self, state, local_batch):
-    state, metrics = self._pmap_train(state, self._split(local_batch))
+    state, metrics = self._pmap_train(state, *self._step_args, self._split(local_batch))
     return state, jax.tree_util.tree_map(lambda x: x[0], metrics)
 
   def eval_step(self, state, local_batch):

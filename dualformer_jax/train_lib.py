@@ -83,6 +83,12 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
         raise ConfigError(f'config.model.{field} does not apply to the {family.name} family '
                          f'(variant {m.variant!r}); leave it empty.')
       overrides[field] = tuple(m[field])
+  if config.token_labelling.teacher:  # the student: the Token Labelling head
+    if 'token_head' not in fields:
+      raise ConfigError(f'Token Labelling trains DualFormer students; config.model.variant '
+                        f'{m.variant!r} is a {family.name} model.')
+    overrides.update(token_head=True,
+                     token_dropout_rate=config.token_labelling.token_dropout_rate)
   return models.create_model(m.variant, num_classes=num_classes, **overrides)
 
 
@@ -157,9 +163,9 @@ class Setup:
 def setup(config: ml_collections.ConfigDict) -> Setup:
   if config.parallelism not in ('jit', 'pmap'):
     raise ConfigError(f"config.parallelism must be 'jit' or 'pmap', got {config.parallelism!r}.")
-  if config.token_labelling.teacher:
-    raise ConfigError('config.token_labelling.teacher is set, but the Token Labelling '
-                      'training step is not built yet; leave it empty.')
+  if config.token_labelling.teacher and config.token_labelling.mix_token:
+    raise ConfigError('config.token_labelling.mix_token: MixToken is not implemented (the '
+                      'official DualFormer recipes train without it); set it to False.')
   dataset = resolve_dataset(config)
   info = data.dataset_info(dataset, config.data.data_dir)
   num_classes = config.model.num_classes if config.model.num_classes > 0 else info.num_classes
@@ -196,9 +202,35 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   else:
     runtime = parallel.PmapRuntime(model, tx, schedule, num_classes, clip_shape,
                                    eval_options=eval_options, **kwargs)
+  if config.token_labelling.teacher:
+    _use_teacher(config, model, runtime, tx, schedule, normalization(config, family),
+                 num_classes)
   _check_batch('config.train.batch_size', config.train.batch_size, runtime.batch_shards)
   _check_batch('config.eval.batch_size', config.eval.batch_size, runtime.batch_shards)
   return Setup(model, runtime, plan, dataset, info, num_classes, config.train.batch_size)
+
+
+def _use_teacher(config, model, runtime, tx, schedule, norm, num_classes: int) -> None:
+  """Token Labelling: loads the frozen teacher and gives `runtime` the step that runs it."""
+  from dualformer_jax.token_labelling import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  from dualformer_jax.token_labelling import train_step as tl_step  # pylint: disable=g-import-not-at-top
+  tl = config.token_labelling
+  if config.train.mixup_alpha:
+    raise ConfigError('config.train.mixup_alpha: mixup is not combined with Token Labelling '
+                      '(the teacher labels the clip as seen); set it to 0.')
+  if not 1 <= tl.top_k <= num_classes:
+    raise ConfigError(f'config.token_labelling.top_k={tl.top_k} must be between 1 and the '
+                      f'{num_classes} classes.')
+  teacher = teacher_lib.load_teacher(tl.teacher, num_classes=num_classes,
+                                     video_size=tuple(model.video_size),
+                                     variant=tl.teacher_variant, dtype=model.dtype)
+  teacher_lib.check_grids(model, teacher.model)
+  step = tl_step.make_train_step(
+      model, teacher.model, tx, schedule, gamma=tl.gamma, top_k=tl.top_k,
+      label_smoothing=config.train.label_smoothing,
+      grad_accum_steps=config.train.grad_accum_steps,
+      axis_name=parallel.PMAP_AXIS if runtime.name == 'pmap' else None, normalization=norm)
+  runtime.use_teacher(step, teacher.variables, teacher.boxed_shapes())
 
 
 def train_iterator(config, dataset: str):
@@ -341,7 +373,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for step, values in rows:
       values['clips_per_sec'] = progress.clips_per_sec(step)
       writer.write(step, {k: values[k] for k in
-                          ('loss', 'lr', 'grad_norm', 'accuracy', 'clips_per_sec')}, 'train')
+                          ('loss', 'loss_cls', 'loss_token', 'lr', 'grad_norm', 'accuracy',
+                           'clips_per_sec') if k in values}, 'train')
       progress.show(loss=values['loss'], lr=values['lr'], clips_s=values['clips_per_sec'])
 
   try:

@@ -49,6 +49,8 @@ _MODULE_RULES: list[tuple[str, str, Transform]] = [
     (r'backbone/block_(\d+)_(\d+)/attn/norm', r'backbone.blocks.\1.\2.attn.norm', IDENTITY),
     (r'backbone/norm', r'backbone.norm', IDENTITY),
     (r'head/fc_cls', r'cls_head.fc_cls', LINEAR),
+    # Token Labelling head (`token_head=True`): the token branch's three Linears.
+    (r'head/token_linear_(\d+)', r'cls_head.token_linear.\1', LINEAR),
 ]
 
 
@@ -69,11 +71,19 @@ def official_key(path: tuple[str, ...]) -> tuple[str, Transform]:
 
 
 HEAD_PREFIX = 'cls_head.'
+TEACHER_PREFIX = 'teacher.'  # the frozen teacher inside official Token Labelling checkpoints
+TOKEN_BRANCH_PREFIX = 'cls_head.token_linear.'  # the Token Labelling head's token branch
 
 
 def _init_head(model: dualformer_model.DualFormer, rng: jax.Array) -> dict[str, Any]:
-  head = dualformer_model.ClassificationHead(model.num_classes, model.head_dropout_rate,
-                                             model.dtype, model.param_dtype)
+  if model.token_head:
+    from dualformer_jax.token_labelling import head as token_head  # pylint: disable=g-import-not-at-top
+    head = token_head.TokenLabellingHead(model.num_classes, model.head_dropout_rate,
+                                         model.token_dropout_rate, model.dtype,
+                                         model.param_dtype)
+  else:
+    head = dualformer_model.ClassificationHead(model.num_classes, model.head_dropout_rate,
+                                               model.dtype, model.param_dtype)
   features = jnp.zeros((1, 1, 1, 1, model.embed_dims[-1]), model.dtype)
   return rules.init_submodule(head, features, rng)
 
@@ -81,11 +91,28 @@ def _init_head(model: dualformer_model.DualFormer, rng: jax.Array) -> dict[str, 
 def from_pytorch(state_dict: Mapping[str, np.ndarray], model: dualformer_model.DualFormer,
                  *, reinit_head: bool = False, rng: jax.Array | None = None
                  ) -> dict[str, Any]:
-  """Official state dict (`backbone.*`, `cls_head.fc_cls.*`) -> Flax variables."""
+  """Official state dict (`backbone.*`, `cls_head.fc_cls.*`) -> Flax variables.
+
+  Official Token Labelling checkpoints load too: their `teacher.*` keys are dropped (one
+  message), and so is the token branch `cls_head.token_linear.*` unless `model` has the
+  Token Labelling head (`token_head=True`), which reads it.
+  """
   rng = rng if rng is not None else jax.random.PRNGKey(0)
+  dropped = [k for k in state_dict if k.startswith(TEACHER_PREFIX)]
+  if dropped:
+    rules.log.warning('Token Labelling checkpoint: dropped its %d teacher.* tensors (the '
+                      'frozen teacher; not part of the model).', len(dropped))
+  ignore_branch = not model.token_head
+  branch = [k for k in state_dict if k.startswith(TOKEN_BRANCH_PREFIX)]
+  if branch and ignore_branch:
+    rules.log.warning('Token Labelling checkpoint: dropped its %d cls_head.token_linear.* '
+                      'tensors (the token branch; this model has the plain head).',
+                      len(branch))
+  ignore = lambda k: k.startswith(TEACHER_PREFIX) or (
+      ignore_branch and k.startswith(TOKEN_BRANCH_PREFIX))
   return rules.load_variables(state_dict, registry.variable_shapes(model), official_key,
                               head_prefix=HEAD_PREFIX, reinit_head=reinit_head,
-                              init_head=lambda: _init_head(model, rng))
+                              init_head=lambda: _init_head(model, rng), ignore=ignore)
 
 
 def to_pytorch(variables: Mapping[str, Any],

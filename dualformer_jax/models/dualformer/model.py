@@ -205,6 +205,10 @@ class DualFormer(nn.Module):
     drop_rate, attn_drop_rate, drop_path_rate: dropout, attention dropout, and the
       largest stochastic-depth rate (rising linearly over blocks).
     head_dropout_rate: dropout before the classifier.
+    token_head: the Token Labelling head instead of the I3D head: the same video
+      classifier plus per-token logits (`token_labelling_logits`; see
+      `dualformer_jax.token_labelling`); `__call__` still returns the video logits.
+    token_dropout_rate: dropout of the token branch (with `token_head`).
     remat: rematerialize each block in the backward pass.
     bn_axis_name: pmap axis name so BatchNorm statistics cover the global batch.
     dtype: compute dtype (float32 or bfloat16); param_dtype: parameter dtype.
@@ -225,6 +229,8 @@ class DualFormer(nn.Module):
   attn_drop_rate: float = 0.0
   drop_path_rate: float = 0.1
   head_dropout_rate: float = 0.5
+  token_head: bool = False
+  token_dropout_rate: float = 0.5
   remat: bool = False
   bn_axis_name: str | None = None
   dtype: Dtype = jnp.float32
@@ -242,11 +248,26 @@ class DualFormer(nn.Module):
         drop_rate=self.drop_rate, attn_drop_rate=self.attn_drop_rate,
         drop_path_rate=self.drop_path_rate, remat=self.remat,
         bn_axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype)
-    self.head = ClassificationHead(self.num_classes, self.head_dropout_rate, self.dtype,
-                                   self.param_dtype)
+    if self.token_head:
+      # Imported here: the token_labelling package imports the model zoo.
+      from dualformer_jax.token_labelling import head as token_head  # pylint: disable=g-import-not-at-top
+      self.head = token_head.TokenLabellingHead(self.num_classes, self.head_dropout_rate,
+                                                self.token_dropout_rate, self.dtype,
+                                                self.param_dtype)
+    else:
+      self.head = ClassificationHead(self.num_classes, self.head_dropout_rate, self.dtype,
+                                     self.param_dtype)
 
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
     """`[b, t, h, w, 3]` normalized clips -> `[b, num_classes]` float32 logits."""
+    logits = self.head(self.backbone(clips, train), train)
+    return logits[0] if self.token_head else logits
+
+  def token_labelling_logits(self, clips: jax.Array, train: bool = False
+                             ) -> tuple[jax.Array, jax.Array]:
+    """With `token_head`: `(video logits [b, K], token logits [b, d, h, w, K])`."""
+    if not self.token_head:
+      raise ValueError('token_labelling_logits needs a DualFormer built with token_head=True.')
     return self.head(self.backbone(clips, train), train)
 
   def extract_features(self, clips: jax.Array, train: bool = False) -> jax.Array:

@@ -44,4 +44,4 @@ OFFICIAL_K400_TOP1 = {'tiny': 79.5, 'small': 80.6, 'base': 81.1}
 ARCHITECTURE_FIELDS = (
     'num_classes', 'video_size', 'patch_size', 'embed_dims', 'num_heads', 'depths',
     'mlp_ratios', 'qkv_bias', 'temporal_pooling', 'local_sizes', 'fine_pysizes',
-    'coarse_pysizes')
+    'coarse_pysizes', 'token_head')
