@@ -76,8 +76,8 @@ class _Linear(nn.Module):
 @jax.jit
 def _expected(params, video, labels, rng):
   """The mixup loss (smoothing 0.3) and dominant-label accuracy, outside the step."""
-  clips, lam, perm = steps.mixup(jax.random.fold_in(rng, steps._MIXUP_STREAM),  # pylint: disable=protected-access
-                                 data.normalize(video), 0.4)
+  stream = steps._MIXUP_STREAM  # pylint: disable=protected-access
+  clips, lam, perm = steps.mixup(jax.random.fold_in(rng, stream), data.normalize(video), 0.4)
   logits = _Linear().apply({'params': params}, clips)
   loss = optim.cross_entropy(logits, steps.mixup_targets(labels, lam, perm, 3), 0.3)
   dominant = jnp.where(lam >= 0.5, labels, labels[perm])
@@ -163,7 +163,8 @@ def test_segment_sampling_on_a_known_case():
 
 def test_auto_augment_magnitudes_follow_the_timm_rules():
   rng = np.random.default_rng(0)
-  args = lambda name, m: augment._level_args(name, m, rng, 100.0)  # pylint: disable=protected-access
+  level_args = augment._level_args  # pylint: disable=protected-access
+  args = lambda name, m: level_args(name, m, rng, 100.0)
   assert abs(args('Rotate', 8)[0]) == pytest.approx(24.0)
   assert abs(args('ShearY', 4)[0]) == pytest.approx(0.12)
   assert abs(args('TranslateYRel', 9)[0]) == pytest.approx(0.405)

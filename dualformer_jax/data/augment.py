@@ -219,9 +219,9 @@ def _pair(value, name: str, kind=float) -> tuple:
     try:
         lo, hi = (kind(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be two numbers (low, high), got {value!r}") from None
+        raise ConfigError(f"{name} must be two numbers (low, high), got {value!r}.") from None
     if not 0 < lo <= hi:
-        raise ConfigError(f"{name} must satisfy 0 < low <= high, got {value!r}")
+        raise ConfigError(f"{name} must satisfy 0 < low <= high, got {value!r}.")
     return lo, hi
 
 
@@ -229,29 +229,29 @@ def check_recipe_config(config) -> None:
     """One-line `ConfigError`s for the recipe options of `config.data/train/eval`."""
     d = config.data
     if d.sampling not in ("dense", "segment"):
-        raise ConfigError(f"config.data.sampling must be 'dense' or 'segment', got {d.sampling!r}")
+        raise ConfigError(f"config.data.sampling must be 'dense' or 'segment', got {d.sampling!r}.")
     if d.sampling == "segment" and d.eval_num_clips not in (1, 2):
         raise ConfigError("config.data.eval_num_clips must be 1 or 2 with segment sampling "
-                          f"(the middle, then the start of each segment), got {d.eval_num_clips}")
+                          f"(the middle, then the start of each segment), got {d.eval_num_clips}.")
     if d.auto_augment and d.auto_augment not in AUTO_AUGMENT_POLICIES:
         raise ConfigError(f"config.data.auto_augment must be '' or one of "
-                          f"{sorted(AUTO_AUGMENT_POLICIES)}, got {d.auto_augment!r}")
+                          f"{sorted(AUTO_AUGMENT_POLICIES)}, got {d.auto_augment!r}.")
     if not 0.0 <= d.random_erasing_prob <= 1.0:
         raise ConfigError(f"config.data.random_erasing_prob must be in [0, 1], got "
-                          f"{d.random_erasing_prob}")
+                          f"{d.random_erasing_prob}.")
     lo, hi = _pair(d.random_erasing_area, "config.data.random_erasing_area")
     if hi >= 1.0:
         raise ConfigError(f"config.data.random_erasing_area must be below 1, got "
-                          f"{tuple(d.random_erasing_area)}")
+                          f"{tuple(d.random_erasing_area)}.")
     _pair(d.random_erasing_aspect, "config.data.random_erasing_aspect")
     if d.short_side_range:
         _pair(d.short_side_range, "config.data.short_side_range", int)
     if d.multi_scale_crop and d.random_resized_crop:
         raise ConfigError("config.data.multi_scale_crop and config.data.random_resized_crop "
-                          "are both True: choose one train crop")
+                          "are both True: choose one train crop.")
     if config.train.mixup_alpha < 0:
         raise ConfigError(f"config.train.mixup_alpha must be >= 0 (0: off), got "
-                          f"{config.train.mixup_alpha}")
+                          f"{config.train.mixup_alpha}.")
     if config.eval.view_reduction not in ("mean_softmax", "sum_logits"):
         raise ConfigError("config.eval.view_reduction must be 'mean_softmax' or 'sum_logits', "
-                          f"got {config.eval.view_reduction!r}")
+                          f"got {config.eval.view_reduction!r}.")

@@ -252,7 +252,8 @@ def train_clip(
     if auto_augment:
         clip = augment.auto_augment(clip, rng, auto_augment)
     if random_erasing_prob:
-        clip = augment.random_erasing(clip, rng, random_erasing_prob, area_range=random_erasing_area,
+        clip = augment.random_erasing(clip, rng, random_erasing_prob,
+                                      area_range=random_erasing_area,
                                       aspect_range=random_erasing_aspect)
     return clip
 
