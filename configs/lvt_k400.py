@@ -46,7 +46,8 @@ def kinetics_lvt(variant: str, dataset: str):
   c.train.learning_rate = 0.035
   c.train.warmup_epochs = 5.0
   c.train.warmup_start_factor = 0.01 / 0.035  # WARMUP_START_LR 0.01
-  c.train.cosine_by_epoch = False  # set every iteration
+  c.train.cosine_by_epoch = False
+  c.train.cosine_over_warmup = True  # SlowFast: warm-up ends on the cosine's value  # set every iteration
   c.train.min_lr = 0.0
   c.train.num_epochs = 40.0
   c.train.weight_decay = 1e-5

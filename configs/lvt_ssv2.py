@@ -49,6 +49,7 @@ def get_config():
   c.train.warmup_epochs = 5.0
   c.train.warmup_start_factor = 0.003 / 0.03  # WARMUP_START_LR 0.003
   c.train.cosine_by_epoch = False
+  c.train.cosine_over_warmup = True  # SlowFast: warm-up ends on the cosine's value
   c.train.min_lr = 0.0
   c.train.num_epochs = 35.0
   c.train.weight_decay = 1e-4

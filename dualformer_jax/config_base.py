@@ -102,6 +102,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.warmup_start_factor = 0.0  # warm-up starts at this x lr (mmcv warmup_ratio)
   c.train.cosine_by_epoch = False  # True: cosine stepped once per epoch (mmcv by_epoch)
   c.train.min_lr = 0.0
+  # True (SlowFast, LVT): the cosine spans warm-up too; warm-up ends on its value.
+  c.train.cosine_over_warmup = False
   c.train.grad_clip_norm = 0.0  # 0: no clipping
   c.train.label_smoothing = 0.0
   c.train.mixup_alpha = 0.0  # >0: mixup of every batch, lambda ~ Beta(alpha, alpha); 0: off

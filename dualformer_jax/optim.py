@@ -51,8 +51,8 @@ def plan_steps(num_train_videos: int, batch_size: int, num_epochs: float,
 
 
 def learning_rate_schedule(base_lr: float, plan: StepPlan, *, warmup_start_factor: float = 0.0,
-                           cosine_by_epoch: bool = False, min_lr: float = 0.0
-                           ) -> optax.Schedule:
+                           cosine_by_epoch: bool = False, min_lr: float = 0.0,
+                           cosine_over_warmup: bool = False) -> optax.Schedule:
   """The learning rate at optimizer step `count` (0-based).
 
   Per step (default): linear warm-up from `warmup_start_factor * base_lr` to `base_lr`
@@ -65,7 +65,26 @@ def learning_rate_schedule(base_lr: float, plan: StepPlan, *, warmup_start_facto
     lr(t) = r(e) * (f + (1 - f) * t / W) for t < W, else r(e); a fractional W keeps the
     value of t = floor(W) until the end of that epoch.
   An optimizer step uses the lr of the last micro-batch of its accumulation window.
+
+  `cosine_over_warmup` (SlowFast, the LVT recipes; per step): the cosine runs over all
+  steps, warm-up included, `c(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi t / T)) / 2`,
+  and the warm-up goes linearly from `f * base_lr` to `c(W)`, where it hands over.
   """
+  if cosine_over_warmup:
+    if cosine_by_epoch:
+      raise ValueError('config.train.cosine_over_warmup and config.train.cosine_by_epoch '
+                       'are exclusive: choose one schedule.')
+    total, warm = max(plan.total_steps, 1), plan.warmup_steps
+    cosine = lambda t: min_lr + (base_lr - min_lr) * 0.5 * (1 + jnp.cos(jnp.pi * t / total))
+    start = warmup_start_factor * base_lr
+
+    def slowfast(count):
+      t = jnp.asarray(count, jnp.float32)
+      if warm <= 0:
+        return cosine(t)
+      return jnp.where(t < warm, start + (cosine(float(warm)) - start) * t / warm, cosine(t))
+
+    return slowfast
   if not cosine_by_epoch:
     return optax.warmup_cosine_decay_schedule(
         init_value=warmup_start_factor * base_lr, peak_value=base_lr,
@@ -151,7 +170,7 @@ def create_optimizer(params: Any, *, learning_rate: float, plan: StepPlan,
                      param_groups: ParamGroups = (), optimizer: str = 'adamw',
                      momentum: float = 0.9, nesterov: bool = False,
                      warmup_start_factor: float = 0.0, cosine_by_epoch: bool = False,
-                     min_lr: float = 0.0
+                     min_lr: float = 0.0, cosine_over_warmup: bool = False
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """AdamW or SGD with the schedule, parameter groups and decay of the config.
 
@@ -168,7 +187,8 @@ def create_optimizer(params: Any, *, learning_rate: float, plan: StepPlan,
     raise ValueError(f"config.train.optimizer must be 'adamw' or 'sgd', got {optimizer!r}.")
   schedule = learning_rate_schedule(learning_rate, plan,
                                     warmup_start_factor=warmup_start_factor,
-                                    cosine_by_epoch=cosine_by_epoch, min_lr=min_lr)
+                                    cosine_by_epoch=cosine_by_epoch, min_lr=min_lr,
+                                    cosine_over_warmup=cosine_over_warmup)
   mults = param_multipliers(params, param_groups=tuple(tuple(g) for g in param_groups),
                             backbone_lr_mult=backbone_lr_mult, name_fn=name_fn,
                             head_module=head_module)

@@ -187,7 +187,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       head_module=family.head_module, param_groups=tuple(config.train.param_groups),
       optimizer=config.train.optimizer, momentum=config.train.momentum,
       nesterov=config.train.nesterov, warmup_start_factor=config.train.warmup_start_factor,
-      cosine_by_epoch=config.train.cosine_by_epoch, min_lr=config.train.min_lr)
+      cosine_by_epoch=config.train.cosine_by_epoch, min_lr=config.train.min_lr,
+      cosine_over_warmup=config.train.cosine_over_warmup)
   data.check_recipe_config(config)  # the recipe options: one-line ConfigErrors
   kwargs = dict(label_smoothing=config.train.label_smoothing,
                 grad_accum_steps=config.train.grad_accum_steps,
@@ -221,12 +222,16 @@ def _use_teacher(config, model, runtime, tx, schedule, norm, num_classes: int) -
   if not 1 <= tl.top_k <= num_classes:
     raise ConfigError(f'config.token_labelling.top_k={tl.top_k} must be between 1 and the '
                       f'{num_classes} classes.')
+  if tl.temporal_average not in ('interleaved', 'adjacent'):
+    raise ConfigError(f"config.token_labelling.temporal_average={tl.temporal_average!r}: "
+                      "choose 'interleaved' (official) or 'adjacent'.")
   teacher = teacher_lib.load_teacher(tl.teacher, num_classes=num_classes,
                                      video_size=tuple(model.video_size),
                                      variant=tl.teacher_variant, dtype=model.dtype)
   teacher_lib.check_grids(model, teacher.model)
   step = tl_step.make_train_step(
       model, teacher.model, tx, schedule, gamma=tl.gamma, top_k=tl.top_k,
+      temporal=tl.temporal_average, fill=-jnp.inf if tl.top_k_only else 0.0,
       label_smoothing=config.train.label_smoothing,
       grad_accum_steps=config.train.grad_accum_steps,
       axis_name=parallel.PMAP_AXIS if runtime.name == 'pmap' else None, normalization=norm)

@@ -2,6 +2,8 @@
 
 import importlib.util
 
+import math
+
 import pytest
 
 from conftest import REPO
@@ -51,11 +53,16 @@ def test_config_has_the_official_values(variant):
                                                                                 epochs)
   assert c.train.warmup_start_factor * c.train.learning_rate == pytest.approx(warmup_lr)
   assert (c.train.cosine_by_epoch, c.train.min_lr, c.train.grad_clip_norm) == (False, 0.0, 0.0)
+  assert c.train.cosine_over_warmup
   plan = optim.plan_steps(batch * 100, c.train.batch_size, c.train.num_epochs,
                           c.train.warmup_epochs, c.train.grad_accum_steps)
   schedule = optim.learning_rate_schedule(c.train.learning_rate, plan,
-                                          warmup_start_factor=c.train.warmup_start_factor)
+                                          warmup_start_factor=c.train.warmup_start_factor,
+                                          cosine_over_warmup=c.train.cosine_over_warmup)
   assert float(schedule(0)) == pytest.approx(warmup_lr)
+  # SlowFast: the warm-up ends on the cosine of all epochs, (1 + cos(pi W / E)) / 2.
+  handover = 0.5 * (1 + math.cos(math.pi * warmup / epochs))
+  assert float(schedule(plan.warmup_steps)) == pytest.approx(lr * handover, rel=1e-5)
   assert float(schedule(plan.total_steps)) == pytest.approx(0.0, abs=1e-9)
   assert (c.train.weight_decay, c.train.batch_size * c.train.grad_accum_steps) == (wd, batch)
   assert (c.train.label_smoothing, c.train.mixup_alpha) == (smoothing, alpha)

@@ -73,6 +73,19 @@ def test_min_lr_and_the_default_per_step_schedule():
   assert float(default(165)) == pytest.approx(5e-4, rel=1e-5)
 
 
+def test_cosine_over_warmup_is_slowfasts_schedule():
+  plan = optim.plan_steps(100, 10, num_epochs=40, warmup_epochs=5)  # 10 steps per epoch
+  lr = optim.learning_rate_schedule(0.035, plan, warmup_start_factor=0.01 / 0.035,
+                                    cosine_over_warmup=True)
+  cosine = lambda t: 0.035 * 0.5 * (1 + math.cos(math.pi * t / 400))
+  assert float(lr(0)) == pytest.approx(0.01)
+  assert float(lr(25)) == pytest.approx(0.01 + (cosine(50) - 0.01) * 25 / 50, rel=1e-6)
+  assert float(lr(50)) == pytest.approx(0.035 * 0.96194, rel=1e-4)  # 0.962 x at epoch 5
+  assert float(lr(200)) == pytest.approx(0.0175, rel=1e-6) and float(lr(400)) < 1e-9
+  with pytest.raises(ValueError, match='exclusive'):
+    optim.learning_rate_schedule(0.035, plan, cosine_by_epoch=True, cosine_over_warmup=True)
+
+
 def multipliers(groups, **kw):
   model = models.create_model('mini', num_classes=5)
   params = convert.variable_shapes(model)['params']
