@@ -39,4 +39,6 @@ def get_config(variant='tiny'):
   tl.top_k = 5
   tl.mix_token = False
   tl.token_dropout_rate = 0.5
+  tl.temporal_average = 'interleaved'  # never used: student and teacher grids agree
+  tl.top_k_only = False
   return c

@@ -41,6 +41,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.token_labelling.gamma = 0.5  # loss = gamma * video CE + (1 - gamma) * token soft CE
   c.token_labelling.top_k = 5  # teacher logits kept per token for the soft targets
   c.token_labelling.mix_token = False
+  # Fixes of official quirks, off by default (docs/token_labelling.md): 'adjacent'
+  # averages a teacher's extra frames r*i .. r*i+r-1 onto student frame i (official
+  # 'interleaved': i, i+D, ...); top_k_only: softmax over the top k alone (official: the
+  # other classes' logits are set to 0 and keep some probability).
+  c.token_labelling.temporal_average = 'interleaved'
+  c.token_labelling.top_k_only = False
   c.token_labelling.token_dropout_rate = 0.5  # dropout before the token branch
 
   # Data: a TFDS dataset (see docs/data.md). `synthetic=True` generates and builds the

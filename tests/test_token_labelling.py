@@ -97,6 +97,9 @@ def test_soft_targets_averaging_top_k_and_errors():
   p = tl.soft_targets(row.reshape(1, 1, 1, 1, 6), (1, 1, 1), top_k=2)
   q = np.array([3.0, 0, 2.0, 2.0, 0, 0])  # ties with the 2nd value are kept
   np.testing.assert_allclose(p.ravel(), np.exp(q) / np.exp(q).sum(), rtol=1e-6)
+  only = tl.soft_targets(row.reshape(1, 1, 1, 1, 6), (1, 1, 1), top_k=2, fill=-jnp.inf)
+  np.testing.assert_allclose(only.ravel(), np.where(q > 0, np.exp(q), 0) / np.exp(
+      q[q > 0]).sum(), rtol=1e-6)  # top_k_only: the top k (and ties) alone
   with pytest.raises(ValueError, match='multiple'):
     tl.temporal_average(logits, 3)
   with pytest.raises(ValueError, match='differ in space'):
