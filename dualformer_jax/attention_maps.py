@@ -1,28 +1,33 @@
-"""Where a DualFormer looks: global-attention maps and Grad-CAM, upsampled to the frames.
+"""Where a video model looks: global-attention maps (DualFormer) and Grad-CAM (any
+family), upsampled to the frames.
 
 Two maps, both `float32 [t, h, w]` in [0, 1] for a clip of `t` frames of `h x w` (or
 `[b, t, h, w]` for a batch):
 
-- `last_global_attention`: the attention the tokens of the last GP-MSA block (global
-  pyramid attention, the last odd block of stage 3) *receive*. Its softmax weights are
-  averaged over heads and over all queries, giving one weight per key (the weights sum to
-  1). A key of the pyramid is a pooled token; its weight is split evenly over the
-  token-grid cells its pooling window covers (the fine level's kernel, or the coarse
-  level's `(1, 7, 7)` x second kernel), so the map is the share of all attention that
-  lands on each space-time cell. In the official configurations the last stage's GP-MSA
-  does not pool (its fine kernel is 1x1x1): every key is one cell.
-- `grad_cam`: Grad-CAM over the last stage's features (after the final LayerNorm) for
-  one class (default: the predicted one): `relu(sum_c alpha_c * F[..., c])` with
-  `alpha_c` the gradient of the class logit averaged over the grid. With DualFormer's
-  mean-pool + linear head this is the class activation map: the per-cell terms whose
-  sum is the class logit (minus its bias).
+- `last_global_attention` (DualFormer): the attention the tokens of the last GP-MSA
+  block (global pyramid attention, the last odd block of stage 3) *receive*. Its softmax
+  weights are averaged over heads and over all queries, giving one weight per key (the
+  weights sum to 1). A key of the pyramid is a pooled token; its weight is split evenly
+  over the token-grid cells its pooling window covers (the fine level's kernel, or the
+  coarse level's `(1, 7, 7)` x second kernel), so the map is the share of all attention
+  that lands on each space-time cell. In the official configurations the last stage's
+  GP-MSA does not pool (its fine kernel is 1x1x1): every key is one cell.
+- `grad_cam` (DualFormer, LVT, Mobile-Former-3D): Grad-CAM over the last feature map `F`
+  for one class (default: the predicted one): `relu(sum_c alpha_c * F[..., c])` with
+  `alpha_c` the gradient of the class logit averaged over the grid. Each family names
+  its `F` in the registry (`Family.cam_features`: DualFormer and LVT the backbone output
+  after its final LayerNorm, Mobile-Former the head's ReLU6'd map before pooling). With
+  DualFormer's mean-pool + linear head this is the class activation map: the per-cell
+  terms whose sum is the class logit (minus its bias).
 
-Maps are computed on the token grid, upsampled to the frames with trilinear
+Maps are computed on the feature grid, upsampled to the frames with trilinear
 interpolation, then min-max normalized per clip (a constant map gives zeros). `overlay`
 blends a map onto the frames as a colour heatmap.
 
 Nothing in the model is changed: the attention is recomputed from the block's own `q`
-and `kv` projections, captured with Flax's `capture_intermediates`.
+and `kv` projections, captured with Flax's `capture_intermediates`; Grad-CAM intercepts
+the `cam_features` submodule's output in the model's own forward pass
+(`flax.linen.intercept_methods`) and differentiates the logit w.r.t. a zero added to it.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dualformer_jax import models
 from dualformer_jax.data import transforms
 from dualformer_jax.models.dualformer import attention as attention_lib
 from dualformer_jax.models import dualformer
@@ -50,8 +57,9 @@ def last_global_block(model: dualformer.DualFormer) -> tuple[int, int]:
   raise ValueError(f'The model has no global pyramid block (depths {model.depths}).')
 
 
-def _prepare(clip: Any) -> tuple[jax.Array, bool]:
-  """uint8 frames are normalized, floats taken as normalized; returns `[b, t, h, w, 3]`."""
+def _prepare(clip: Any, model=None) -> tuple[jax.Array, bool]:
+  """uint8 frames are normalized (with `model`'s family statistics, default ImageNet's),
+  floats taken as normalized; returns `[b, t, h, w, 3]`."""
   clip_np = clip if isinstance(clip, jax.Array) else np.asarray(clip)
   batched = clip_np.ndim == 5
   if clip_np.ndim not in (4, 5) or clip_np.shape[-1] != 3:
@@ -59,7 +67,11 @@ def _prepare(clip: Any) -> tuple[jax.Array, bool]:
                      f'{tuple(clip_np.shape)}.')
   x = clip_np if batched else clip_np[None]
   if x.dtype == np.uint8:
-    x = transforms.normalize(x)
+    if model is None:
+      x = transforms.normalize(x)
+    else:
+      family = models.family_of(model)
+      x = transforms.normalize(x, family.mean, family.std)
   return jnp.asarray(x, jnp.float32), batched
 
 
@@ -180,40 +192,70 @@ def last_global_attention(model: dualformer.DualFormer, variables: Variables, cl
   return normalize_map(upsample(raw, np.shape(clip)[-4:-1]))
 
 
+def _run_with_features(model, variables, x, delta=None):
+  """`model(x)` in eval mode -> `(logits, features)`, the features being the output of
+  the family's `cam_features` submodule, with `delta` added to them when given."""
+  path = tuple(models.family_of(model).cam_features.split('/'))
+  found = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.module.path == path and context.method_name == '__call__':
+      found.append(out)
+      if delta is not None:
+        out = out + delta.astype(out.dtype)
+    return out
+
+  with nn.intercept_methods(interceptor):
+    logits = model.apply(variables, x, train=False)  # [b, classes]
+  if len(found) != 1:
+    raise ValueError(f'{type(model).__name__}: the Grad-CAM features '
+                     f'{"/".join(path)!r} were computed {len(found)} times (expected once).')
+  return logits, found[0]
+
+
 @functools.partial(jax.jit, static_argnums=(0,))
 def _class_activation(model, variables, x, class_index):
-  features = model.apply(variables, x, train=False, method='extract_features')  # [b,d,h,w,c]
+  shape = jax.eval_shape(lambda: _run_with_features(model, variables, x)[1])
 
-  def score(f):
-    logits = model.apply(variables, f, method=lambda m, f_: m.head(f_, train=False))
+  def score(delta):
+    logits, features = _run_with_features(model, variables, x, delta)
     index = jnp.where(class_index < 0, jnp.argmax(logits, axis=-1), class_index)  # [b]
-    return jnp.take_along_axis(logits, index[:, None], axis=1).sum(), index
+    return jnp.take_along_axis(logits, index[:, None], axis=1).sum(), (features, index)
 
-  grads, index = jax.grad(score, has_aux=True)(features)  # [b, d, h, w, c]
-  alpha = grads.mean(axis=(1, 2, 3), keepdims=True)  # [b, 1, 1, 1, c]
-  return (alpha * features).sum(-1), index  # [b, d, h, w], [b]
+  # d logit / d features, as the gradient w.r.t. a zero added to them.
+  grads, (features, index) = jax.grad(score, has_aux=True)(
+      jnp.zeros(shape.shape, jnp.float32))  # [b, *grid, c]
+  grid_axes = tuple(range(1, features.ndim - 1))
+  alpha = grads.mean(axis=grid_axes, keepdims=True)  # [b, 1, ..., 1, c]
+  return (alpha * features.astype(jnp.float32)).sum(-1), index  # [b, *grid], [b]
 
 
-def class_activation(model: dualformer.DualFormer, variables: Variables, clip: Any,
+def class_activation(model, variables: Variables, clip: Any,
                      class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Grad-CAM before the ReLU, on the token grid: `([(b,) d, h, w], class index per clip)`.
+  """Grad-CAM before the ReLU, on the feature grid: `([(b,) *grid], class index per clip)`.
 
-  `alpha_c * F[..., c]` summed over channels, `alpha` the grid-mean gradient of the class
-  logit w.r.t. the last stage's features `F`. With DualFormer's head, the sum of this
-  map over the grid plus the classifier bias is the class logit.
+  Any model family: the features `F` are the output of the family's `cam_features`
+  submodule (DualFormer and LVT: the backbone, after its final LayerNorm; Mobile-Former:
+  the head's ReLU6'd map, before pooling), and the logit is the model's own forward pass.
+  The map is `sum_c alpha_c F[..., c]`, `alpha` the grid-mean gradient of the class
+  logit w.r.t. `F`. Every family's head starts with a mean over the grid, so the map's
+  sum is the first-order term `grad_pooled(logit) . mean(F)`; with DualFormer's linear
+  head that is the class logit minus its bias.
   """
-  x, batched = _prepare(clip)
+  x, batched = _prepare(clip, model)
   index = jnp.full((x.shape[0],), -1 if class_index is None else int(class_index), jnp.int32)
   cam, index = _class_activation(model, variables, x, index)
   cam, index = np.asarray(cam), np.asarray(index)
   return (cam, index) if batched else (cam[0], index[0])
 
 
-def grad_cam(model: dualformer.DualFormer, variables: Variables, clip: Any,
+def grad_cam(model, variables: Variables, clip: Any,
              class_index: int | None = None) -> np.ndarray:
-  """Grad-CAM over the last stage for `class_index` (default: the predicted class).
+  """Grad-CAM over the last feature map for `class_index` (default: the predicted class).
 
-  `[t, h, w, 3]` -> `[t, h, w]` (or batched), upsampled to the frames, in [0, 1].
+  Any model family (see `class_activation`). `[t, h, w, 3]` -> `[t, h, w]` (or batched),
+  upsampled to the frames, in [0, 1].
   """
   cam, _ = class_activation(model, variables, clip, class_index)
   return normalize_map(upsample(np.maximum(cam, 0), np.shape(clip)[-4:-1]))

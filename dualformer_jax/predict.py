@@ -465,6 +465,9 @@ def _parser() -> argparse.ArgumentParser:
                  help='crop side (default: the model\'s video_size[1])')
   p.add_argument('--top_k', type=int, default=5, help='classes to print (default 5)')
   p.add_argument('--batch_size', type=int, default=4, help='views per forward pass')
+  p.add_argument('--grad_cam', default=None, metavar='FILE.npy',
+                 help='also write the Grad-CAM map of the top class on the first view: '
+                      'float32 [t, h, w] in [0, 1] (any model family)')
   p.add_argument('--json', action='store_true', help='print a JSON object instead of a table')
   p.add_argument('--verbose', action='store_true', help='show the traceback of errors')
   return p
@@ -500,13 +503,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      'short_side', 'crop_size')})
   frames, fps = read_frames(args.video, settings.short_side)
   views = video_views(frames, settings)
+  normalization = model_normalization(model, defaults.get('mean'), defaults.get('std'))
   try:
-    probabilities = view_probabilities(
-        model, variables, views, args.batch_size,
-        model_normalization(model, defaults.get('mean'), defaults.get('std'))).mean(0)
+    probabilities = view_probabilities(model, variables, views, args.batch_size,
+                                       normalization).mean(0)
   except ValueError as e:  # e.g. a clip shape the model's windows do not fit
     raise PredictError(str(e)) from e
   rows = top_k(probabilities, args.top_k, class_names)
+  extra = {}
+  if args.grad_cam:
+    extra['grad_cam'] = write_grad_cam(model, variables, views[0], normalization,
+                                       rows[0][0], args.grad_cam)
   return {
       'video': args.video,
       'checkpoint': checkpoint,
@@ -515,7 +522,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       'views': dataclasses.asdict(settings),
       'top_k': [{'rank': r, 'index': i, 'class': name, 'probability': p}
                 for r, (i, name, p) in enumerate(rows, 1)],
+      **extra,
   }
+
+
+def write_grad_cam(model, variables: Mapping[str, Any], view: np.ndarray, normalization,
+                   class_index: int, path: str | os.PathLike) -> dict[str, Any]:
+  """Grad-CAM (`attention_maps.grad_cam`, any family) of `class_index` on one uint8
+  view `[t, h, w, 3]`, normalized as for the prediction; saved as float32 `[t, h, w]`."""
+  from dualformer_jax import attention_maps  # pylint: disable=import-outside-toplevel
+  from dualformer_jax.data import transforms  # pylint: disable=import-outside-toplevel
+
+  clip = np.asarray(transforms.normalize(view, *normalization))  # float: taken as normalized
+  heat = attention_maps.grad_cam(model, variables, clip, class_index=int(class_index))
+  np.save(path, heat)
+  return {'path': str(path), 'class_index': int(class_index), 'shape': list(heat.shape)}
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -534,6 +555,10 @@ def _main(argv: Sequence[str]) -> int:
           f'{ViewSettings(**result["views"]).describe()}')
     print(format_table([(r['index'], r['class'], r['probability'])
                         for r in result['top_k']]))
+    if 'grad_cam' in result:
+      cam = result['grad_cam']
+      print(f'Grad-CAM of class {cam["class_index"]} on the first view: {cam["path"]} '
+            f'(float32 {"x".join(map(str, cam["shape"]))}, in [0, 1])')
   return 0
 
 

@@ -1,7 +1,9 @@
-"""Attention maps and Grad-CAM: the true attention of the block, shapes, behaviour."""
+"""Attention maps and Grad-CAM: the true attention of the block, shapes, behaviour; Grad-CAM
+of every family against its head's own gradient."""
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -157,3 +159,75 @@ def test_overlay():
   assert np.all(full[:, :4] == 255) and np.all(full[:, 4:] == 0)
   half = attention_maps.overlay(frames, heat[:, ::2, ::2], alpha=0.5, cmap='gray')  # resized
   assert half.shape == (2, 8, 8, 3) and half[0, 0, 0, 0] == 178 and half[0, 7, 0, 0] == 50
+
+
+# ------------------------------------------------------- Grad-CAM of the other families
+
+
+def _grad_of_class(fn, inputs, k):
+  """d fn(inputs)[0, k] / d inputs."""
+  return np.asarray(jax.grad(lambda v: fn(v)[0, k])(jnp.asarray(inputs)))
+
+
+def test_grad_cam_lvt_is_the_feature_map_times_the_pooled_gradient():
+  """LVT: features [t, G, G, c] -> mean over the grid -> VVTHead. The map must be
+  F . grad_pooled(logit) / G^2 per cell, the gradient taken through the head alone."""
+  model = models.create_model('lvt_mini', num_classes=6)
+  variables = random_variables(model, seed=3)
+  clip = synthetic.render_motion_video(2, np.random.default_rng(1), num_frames=16, size=64)
+  family = models.family_of(model)  # uint8 clips are normalized with its statistics
+  x = transforms.normalize(clip[None], family.mean, family.std)
+  logits = np.asarray(jax.jit(model.apply)(variables, x))[0]
+  features = np.asarray(model.apply(variables, x, method='extract_features'))  # [1,t,G,G,c]
+  g = features.shape[2]
+  frames = features.mean(axis=(2, 3))  # [1, t, c]
+  head = lambda f: model.apply(variables, f, False, method=lambda m, f_, t: m.head(f_, t))
+  np.testing.assert_allclose(np.asarray(head(frames))[0], logits, rtol=1e-4, atol=1e-5)
+
+  cam, index = attention_maps.class_activation(model, variables, clip)
+  assert index == logits.argmax() and cam.shape == features.shape[1:4]
+  grad_frames = _grad_of_class(head, frames, index)  # [1, t, c]
+  expected = np.einsum('thwc,c->thw', features[0], grad_frames[0].mean(0)) / g ** 2
+  np.testing.assert_allclose(cam, expected, rtol=1e-3, atol=1e-6)
+  assert np.ptp(cam) > 1e-4  # a map, not a constant
+  heat = attention_maps.grad_cam(model, variables, clip, class_index=2)
+  assert heat.shape == clip.shape[:3] and heat.min() == 0.0 and heat.max() == pytest.approx(1)
+
+
+def _hswish(v):
+  return v * jnp.clip(v + 3, 0, 6) / 6
+
+
+def test_grad_cam_mobile_former_3d_is_the_feature_map_times_the_pooled_gradient():
+  """Mobile-Former-3D: the head's ReLU6'd map [t, h, w, 6 C_L] -> mean -> h_swish, with
+  token 0 -> Linear -> BatchNorm -> h_swish -> Linear. The head is rebuilt here from its
+  parameters (it must give the model's logits); the map must be F . grad_pooled / n."""
+  model = models.create_model('mobile_former_3d_xs', num_classes=5, video_size=(4, 64, 64))
+  variables = random_variables(model, seed=4)
+  clip = synthetic.render_motion_video(1, np.random.default_rng(2), num_frames=4, size=64)
+  family = models.family_of(model)
+  x = transforms.normalize(clip[None], family.mean, family.std)
+  logits, state = jax.jit(lambda v, x_: model.apply(v, x_, mutable=['intermediates']))(
+      variables, x)  # one forward: logits, token 0 and the head's map before its ReLU6
+  logits = np.asarray(logits)[0]
+  token = np.asarray(state['intermediates']['head']['fc_in'][0])[:, -model.token_dim:]
+  features = np.clip(np.asarray(state['intermediates']['head']['conv_output'][0]), 0, 6)
+  assert features.shape == (1, 4, 2, 2, 6 * model.blocks[-1][2])
+
+  p, s = variables['params']['head'], variables['batch_stats']['head']
+
+  def head(pooled):  # [1, 6 C_L] -> [1, classes]
+    y = jnp.concatenate([_hswish(pooled), token], -1) @ p['fc']['kernel'] + p['fc']['bias']
+    bn = s['fc_bn']
+    y = (y - bn['mean']) / jnp.sqrt(bn['var'] + 1e-5) * p['fc_bn']['scale'] + p['fc_bn']['bias']
+    return _hswish(y) @ p['classifier']['kernel'] + p['classifier']['bias']
+
+  pooled = features.mean(axis=(1, 2, 3))
+  np.testing.assert_allclose(np.asarray(head(pooled))[0], logits, rtol=1e-4, atol=1e-5)
+  cam, index = attention_maps.class_activation(model, variables, clip)
+  assert index == logits.argmax() and cam.shape == (4, 2, 2)
+  expected = np.einsum('thwc,c->thw', features[0], _grad_of_class(head, pooled, index)[0])
+  np.testing.assert_allclose(cam, expected / 16, rtol=1e-3, atol=1e-6)
+  assert np.ptp(cam) > 1e-4
+  heat = attention_maps.grad_cam(model, variables, clip)
+  assert heat.shape == (4, 64, 64) and heat.min() == 0.0 and heat.max() == pytest.approx(1)

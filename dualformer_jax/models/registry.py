@@ -55,6 +55,9 @@ class Family:
       recipes give the rest, the backbone, another learning rate).
     param_name: `(flax path) -> official parameter name`, for the optimizer's
       parameter groups (decay and learning-rate rules are written on official names).
+    cam_features: `/`-separated path of the submodule whose `__call__` output is the
+      feature map `[b, *grid, c]` the head pools; Grad-CAM weights it by the gradient
+      of a class logit (`attention_maps.class_activation`).
   """
   name: str
   module: type
@@ -71,6 +74,7 @@ class Family:
   head_prefix: str = 'cls_head.'
   head_module: str = 'head'
   param_name: Callable[[tuple[str, ...]], str] = lambda path: '.'.join(path)
+  cam_features: str = 'backbone'
 
 
 _FAMILIES: dict[str, Family] = {}

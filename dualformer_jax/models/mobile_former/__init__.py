@@ -35,6 +35,7 @@ _SHARED = dict(
     std=STD,
     head_prefix=conversion.HEAD_PREFIX,
     param_name=conversion.official_name,
+    cam_features='head/feature_map',  # the ReLU6'd map the head pools
 )
 
 IMAGE_FAMILY = registry.register(registry.Family(

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dualformer_jax.models import formulations
 from dualformer_jax.models import layers
 
 Dtype = Any
@@ -83,7 +84,8 @@ class Conv(nn.Module):
   """Bias-free convolution (2D or 3D by the kernel's rank), symmetric zero padding k // 2.
 
   The kernel is stored in Flax's layout `[*kernel, in / groups, out]`. Pointwise
-  convolutions run as a (grouped) matrix multiply.
+  convolutions run as a (grouped) matrix multiply; 3D depthwise ones, on CPU, as a sum
+  of shifted copies (`layers.depthwise_conv3d_shifted`).
 
   Attributes:
     features: output channels.
@@ -118,6 +120,14 @@ class Conv(nn.Module):
       w = kernel.reshape(in_features // g, g, self.features // g)  # [in/g, g, out/g]
       y = jnp.einsum('...gi,igo->...go', grouped, w)
       return y.reshape(*x.shape[:-1], self.features)  # [b, *grid, out]
+    if rank == 3 and self.groups == in_features > 1 and formulations.cpu():
+      # Depthwise 3D on CPU: XLA:CPU's grouped convolution is ~100x slower than a sum of
+      # shifted copies (forward and gradient), so take `layers`' shifted sum, stride 1,
+      # then keep every stride-th output (with padding k // 2 the same values).
+      multiplier = self.features // in_features  # output o reads input o // multiplier
+      x = jnp.repeat(x, multiplier, axis=-1) if multiplier > 1 else x  # [b, t, h, w, out]
+      y = layers.depthwise_conv3d_shifted(x, kernel[..., 0, :])  # [b, t, h, w, out]
+      return y[:, ::strides[0], ::strides[1], ::strides[2]]
     spatial = 'DHW'[-rank:]
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=strides,
@@ -376,6 +386,15 @@ class MobileFormerDownBlock(_Block):
 BLOCK_KINDS = {'lite': LiteBlock, 'mf': MobileFormerBlock, 'mf_down': MobileFormerDownBlock}
 
 
+class FeatureMap(nn.Module):
+  """The head's ReLU6, as a module (no parameters) so that its output, the map the head
+  pools, can be named: Grad-CAM weights it (the family's `cam_features`)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jax.nn.relu6(x)
+
+
 class Head(nn.Module):
   """The official `MergeClassifier`.
 
@@ -406,7 +425,7 @@ class Head(nn.Module):
     x = layers.BatchNorm(axis_name=self.bn_axis_name, dtype=self.dtype,
                          param_dtype=self.param_dtype, name='conv_bn')(x, train)
     self.sow('intermediates', 'conv_output', x)
-    x = jax.nn.relu6(x)  # [b, *grid, 6 C_L]
+    x = FeatureMap(name='feature_map')(x)  # [b, *grid, 6 C_L]
     if features_only:
       return x
     pooled = jnp.mean(x.astype(jnp.float32), axis=tuple(range(1, rank + 1)))
