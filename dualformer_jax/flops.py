@@ -4,7 +4,7 @@ One multiply-add counts as one FLOP; element-wise operations are not counted (ea
 family's `count_flops` says what it counts by kind).
 
     python -m dualformer_jax.flops --variant tiny --clip 32,224,224
-    python -m dualformer_jax.flops --all
+    python -m dualformer_jax.flops --all              # also Mobile-Former-3D, marked as ours
     python -m dualformer_jax.flops --variant lvt_k400
 """
 
@@ -80,7 +80,22 @@ def report(variant: str, input_shape: Sequence[int] | None, num_classes: int) ->
       extra = f', {official["params"]:,} parameters'
     lines.append(f'  official: {official["gflops"]} GFLOPs{extra} '
                  f'(ratio {flops.total / 1e9 / official["gflops"]:.4f})')
+  elif 'proposal_gflops' in official and shape == tuple(official['proposal_input']):
+    # A reconstruction (Mobile-Former-3D): our own measured figure, never published.
+    lines.append(f'  ours, not official (our reconstruction\'s cost table): '
+                 f'{official["proposal_gflops"]} GFLOPs '
+                 f'(ratio {flops.total / 1e9 / official["proposal_gflops"]:.4f})')
   return '\n'.join(lines)
+
+
+def reference_input(facts) -> tuple[int, ...] | None:
+  """The input of a variant's reference figure: official, else our reconstruction's;
+  None when it has neither (no GFLOPs figure to compare with)."""
+  if 'gflops' in facts:
+    return tuple(facts.get('gflops_input', ())) or None
+  if 'proposal_gflops' in facts:
+    return tuple(facts['proposal_input'])
+  return None
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -107,14 +122,17 @@ def _main(argv) -> None:
                            'variant\'s)')
   parser.add_argument('--num_classes', type=int, default=400)
   parser.add_argument('--all', action='store_true',
-                      help='every variant with official figures, at its official input')
+                      help='every variant with official figures, at its official input, '
+                           'and the reconstructions (Mobile-Former-3D) with our figures, '
+                           'marked as ours')
   parser.add_argument('--verbose', action='store_true', help='show the traceback of errors')
   args = parser.parse_args(argv)
   if args.all:
     for family in models.families().values():
       for variant, facts in family.official.items():
-        if 'gflops' in facts:
-          print(report(variant, facts.get('gflops_input'), args.num_classes))
+        if 'gflops' in facts or 'proposal_gflops' in facts:
+          print(report(variant, reference_input(facts),
+                       facts.get('num_classes', args.num_classes)))
   else:
     print(report(args.variant, args.clip, args.num_classes))
 

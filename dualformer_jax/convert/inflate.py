@@ -2,7 +2,8 @@
 
     variables = convert.from_pytorch_2d('twins_svt_small.pth', model)
 
-Each family's rules live beside the model (DualFormer: `models/dualformer/inflation.py`);
+Each family's rules live beside the model (DualFormer: `models/dualformer/inflation.py`,
+Mobile-Former-3D: `models/mobile_former/inflation.py`, the centre rule);
 this module reads the file and dispatches by family name.
 """
 
@@ -23,9 +24,15 @@ def _dualformer(state_dict, model, rng):
   return inflation.inflate(state_dict, model, rng=rng)
 
 
+def _mobile_former_3d(state_dict, model, rng):
+  from dualformer_jax.models.mobile_former import inflation  # pylint: disable=g-import-not-at-top
+  return inflation.inflate(state_dict, model, rng=rng)
+
+
 # family name -> (2D state dict, model, rng) -> (variables, report with `.summary()`).
 INFLATIONS: dict[str, Callable[..., tuple[dict[str, Any], Any]]] = {
     'dualformer': _dualformer,
+    'mobile_former_3d': _mobile_former_3d,  # from the official image Mobile-Former
 }
 
 

@@ -124,6 +124,12 @@ VIDEO_VARIANTS: dict[str, dict[str, Any]] = {
     # Ablation: temporal kernel 1 everywhere; the tokens are the only temporal mixer.
     'mobile_former_3d_s_t1': dict(_IMAGE_ARCH['214m'], video_size=(8, 160, 160),
                                   temporal_kernel=1),
+    # Not a reconstruction variant: every block kind once, tiny widths, for tests and
+    # quick checks (the training-stack tests compile it in seconds).
+    'mobile_former_3d_mini': dict(
+        _arch(8, (('lite', 2, 8, 1, 0), ('mf_down', 4, 16, 2, 4), ('mf', 3, 16, 1, 0),
+                  ('mf_down', 4, 32, 2, 4)), (3, 64), 128),
+        video_size=(4, 32, 32)),
 }
 
 # The proposal's measured cost (fvcore GFLOPs per view incl. BatchNorm, and MACs only)
