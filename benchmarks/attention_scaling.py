@@ -1,4 +1,4 @@
-"""How LG-MSA and full space-time attention scale with the number of frames.
+"""How LG-MSA, LVT's linear attention and full attention scale with the number of frames.
 
 One attention layer of width C (default 256 with 8 heads: DualFormer-Tiny's stage 2) on
 a token grid (T, 14, 14), T = 8, 16, 32, 64 (the grid after patch embedding, e.g. a
@@ -13,14 +13,22 @@ a token grid (T, 14, 14), T = 8, 16, 32, 64 (the grid after patch embedding, e.g
 * LG-MSA, fixed kernel: the same, but with the fine kernel of a model built for the
   shortest clip (here (1, 2, 2) at T = 8), run on longer clips: the keys grow with T;
 * full attention: every token attends to every token (GP-MSA without pooling: the same
-  q, kv and proj projections, one global softmax).
+  q, kv and proj projections, one global softmax);
+* LVT linear attention: the two attentions of an LVT block (`models/lvt/attention.py`),
+  over time with the 8-neighbour spatial shift of k and v, then over space with the
+  temporal shift (`shift_div` 8, 8-frame segments, as LVT-K400), each with its
+  feature-fixation gates (MLPs and norms left out). Linear attention forms no query-key
+  logits: each query reads a per-sequence `e x e` summary, so its "keys per query" column
+  is the length of the two sequences it summarizes (T + H*W). At LVT-K400's widths run
+  `--width 512 --heads 8 --grid 17,17` (16 frames at 224 x 224 give a (16, 17, 17) grid).
 
 The growth exponent is the least-squares slope of log(time) (or log(memory)) against
 log(T): 1 is linear, 2 quadratic. FLOPs (1 multiply-add = 2 FLOPs here) are counted
 analytically for the projections and attention matrix multiplies.
 
-Fairness notes: all three use the same code paths (`dualformer_jax.models.dualformer.attention`),
-dtype and width. On CPU our attention runs in cache-sized chunks of queries, so even full
+Fairness notes: LG-MSA and full attention use the same code paths
+(`dualformer_jax.models.dualformer.attention`), LVT its own module; all four the same
+dtype, width and grid. On CPU our attention runs in cache-sized chunks of queries, so even full
 attention never holds its N x N logits at once: its memory stays near-linear and its
 time shows the quadratic growth; the column `N^2 logits` gives what an unchunked
 implementation (as on GPU/TPU) would hold at once.
@@ -33,6 +41,7 @@ implementation (as on GPU/TPU) would hold at once.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -47,6 +56,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dualformer_jax.models.dualformer import attention  # noqa: E402
+from dualformer_jax.models.lvt import attention as lvt_attention  # noqa: E402
+from dualformer_jax.models.lvt import shifts as lvt_shifts  # noqa: E402
 import model as model_bench  # noqa: E402  (benchmarks/model.py)
 
 WINDOW = (8, 7, 7)
@@ -78,11 +89,34 @@ class Pair:
     return self.glob.apply(params['global'], x, False)
 
 
-def flops(kind, grid, width, fine_kernel):
+class LinearPair:
+  """LVT's temporal then spatial linear attention as one function of `[b, t, h, w, c]`."""
+
+  def __init__(self, heads, dtype=jnp.float32):
+    temporal_shift = functools.partial(lvt_shifts.temporal_shift, shift_div=8, num_segments=8)
+    spatial_shift = functools.partial(lvt_shifts.spatial_shift, shift_size=1)
+    self.time = lvt_attention.LinearAttention(heads, 'time', spatial_shift, dtype=dtype)
+    self.space = lvt_attention.LinearAttention(heads, 'space', temporal_shift, dtype=dtype)
+
+  def init(self, key, x):
+    k1, k2 = jax.random.split(key)
+    return {'time': self.time.init(k1, x, False), 'space': self.space.init(k2, x, False)}
+
+  def apply(self, params, x):
+    return self.space.apply(params['space'], self.time.apply(params['time'], x, False), False)
+
+
+def flops(kind, grid, width, fine_kernel, heads=1):
   """2 x multiply-adds of projections and attention matrix multiplies."""
   n = int(np.prod(grid))
   c = width
   macs = 0
+  if kind == 'lvt':
+    e = c // heads
+    # Per attention: qkv and proj (4c^2), q and k gates (2 x 3e -> e per head), k'^T v
+    # and q' (k'^T v) (2 e^2 per head), q' . sum k' (e per head).
+    per_token = 4 * c * c + 6 * c * e + 2 * c * e + c
+    return 2 * 2 * n * per_token, grid[0] + grid[1] * grid[2]
   if kind != 'full':
     window = int(np.prod(WINDOW))
     macs += 4 * n * c * c + 2 * n * window * c  # LW: qkv, proj; q @ k, weights @ v
@@ -93,13 +127,17 @@ def flops(kind, grid, width, fine_kernel):
 
 def bench(kind, frames, grid_hw, width, heads, mode, repeats, dtype, fixed_kernel):
   grid = (frames, *grid_hw)
-  if kind == 'full':
+  fine_kernel, with_local = (1, 1, 1), False
+  if kind == 'lvt':
+    pair = LinearPair(heads, dtype)
+  elif kind == 'full':
     fine_kernel, with_local = (1, 1, 1), False
   elif kind == 'lg':
     fine_kernel, with_local = pyramid_kernel(grid), True
   else:  # lg_fixed
     fine_kernel, with_local = fixed_kernel, True
-  pair = Pair(heads, fine_kernel, with_local, dtype)
+  if kind != 'lvt':
+    pair = Pair(heads, fine_kernel, with_local, dtype)
   x = jax.random.normal(jax.random.PRNGKey(0), (1, *grid, width), jnp.float32).astype(dtype)
   params = jax.jit(pair.init)(jax.random.PRNGKey(1), x)
   if mode == 'forward':
@@ -116,12 +154,13 @@ def bench(kind, frames, grid_hw, width, heads, mode, repeats, dtype, fixed_kerne
     start = time.perf_counter()
     jax.block_until_ready(compiled(params, x))
     times.append(time.perf_counter() - start)
-  flop, keys = flops(kind, grid, width, fine_kernel)
+  flop, keys = flops(kind, grid, width, fine_kernel, heads)
   flop *= 3 if mode == 'train' else 1
   n = int(np.prod(grid))
   return dict(kind=kind, frames=frames, tokens=n, keys=keys, fine_kernel=list(fine_kernel),
               median_s=statistics.median(times), times_s=times, compile_s=compile_s,
-              memory_bytes=memory, flop=flop, logit_bytes=heads * n * keys * 4)
+              memory_bytes=memory, flop=flop,
+              logit_bytes=0 if kind == 'lvt' else heads * n * keys * 4)
 
 
 def slope(xs, ys):
@@ -132,7 +171,7 @@ def slope(xs, ys):
 
 
 KIND_NAMES = {'lg': 'LG-MSA (official pyramid sizing)', 'lg_fixed': 'LG-MSA (fixed kernel)',
-              'full': 'full space-time attention'}
+              'full': 'full space-time attention', 'lvt': 'LVT linear attention (time + space)'}
 
 
 def main(argv=None):
@@ -146,8 +185,8 @@ def main(argv=None):
   parser.add_argument('--mode', default='forward', choices=('forward', 'train'))
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--dtype', default='float32', choices=sorted(model_bench.DTYPES))
-  parser.add_argument('--kinds', default='lg,lg_fixed,full',
-                      help='comma list of lg, lg_fixed, full')
+  parser.add_argument('--kinds', default='lg,lg_fixed,full,lvt',
+                      help='comma list of lg, lg_fixed, full, lvt')
   parser.add_argument('--json', default=None)
   args = parser.parse_args(argv)
   frames = [int(v) for v in args.frames.split(',')]
@@ -209,6 +248,11 @@ def main(argv=None):
   if common:
     print('\nfull attention / LG-MSA time: ' + ', '.join(
         f'T={t}: {full[t]["median_s"] / lg[t]["median_s"]:.1f}x' for t in common))
+  lvt = {r['frames']: r for r in results if r['kind'] == 'lvt' and 'error' not in r}
+  common = sorted(set(lg) & set(lvt))
+  if common:
+    print('LVT linear attention / LG-MSA time: ' + ', '.join(
+        f'T={t}: {lvt[t]["median_s"] / lg[t]["median_s"]:.2f}x' for t in common))
   if hasattr(os, 'getloadavg'):
     print(f'load average at end: {os.getloadavg()[0]:.2f}')
   if args.json:

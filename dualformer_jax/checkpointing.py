@@ -76,15 +76,17 @@ class TrainCheckpointer:
   def save(self, state: TrainState, data_iter: Any, model_config: dict[str, Any],
            metrics: dict[str, float] | None = None, force: bool = False) -> bool:
     step = int(jax.device_get(state.step))
-    args = ocp.args.Composite(
+    items = dict(
         params=ocp.args.StandardSave(state.params),
-        batch_stats=ocp.args.StandardSave(state.batch_stats),
         opt_state=ocp.args.StandardSave(state.opt_state),
         meta=ocp.args.StandardSave({'step': state.step, 'rng': state.rng}),
         model_config=ocp.args.JsonSave(model_config),
         data_iter=grain.checkpoint.CheckpointSave(data_iter),
     )
-    return self.manager.save(step, args=args, metrics=metrics, force=force)
+    if jax.tree_util.tree_leaves(state.batch_stats):  # orbax refuses an empty tree (LVT)
+      items['batch_stats'] = ocp.args.StandardSave(state.batch_stats)
+    return self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics,
+                             force=force)
 
   def restore(self, abstract_state: TrainState, data_iter: Any, step: int | None = None
               ) -> tuple[TrainState, int] | None:
@@ -93,9 +95,12 @@ class TrainCheckpointer:
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     for candidate in steps:
       try:
+        has_stats = bool(jax.tree_util.tree_leaves(abstract_state.batch_stats))
+        stats = ({'batch_stats': ocp.args.StandardRestore(abstract_state.batch_stats)}
+                 if has_stats else {})
         restored = self.manager.restore(candidate, args=ocp.args.Composite(
+            **stats,
             params=ocp.args.StandardRestore(abstract_state.params),
-            batch_stats=ocp.args.StandardRestore(abstract_state.batch_stats),
             opt_state=ocp.args.StandardRestore(abstract_state.opt_state),
             meta=ocp.args.StandardRestore({'step': abstract_state.step,
                                            'rng': abstract_state.rng}),
@@ -107,7 +112,7 @@ class TrainCheckpointer:
                   'previous one.', candidate, type(e).__name__, str(e)[:300])
         continue
       state = TrainState(step=restored['meta']['step'], params=restored['params'],
-                         batch_stats=restored['batch_stats'],
+                         batch_stats=restored['batch_stats'] if has_stats else {},
                          opt_state=restored['opt_state'], rng=restored['meta']['rng'])
       return state, candidate
     return None

@@ -307,7 +307,7 @@ def test_family_registration_and_config_round_trip():
   model = models.create_model('lvt_ssv2', num_classes=174, drop_path_rate=0.1)
   assert models.family_of(model) is lvt.FAMILY and lvt.FAMILY.name == 'lvt'
   assert sorted(lvt.FAMILY.variants) == sorted(
-      ['lvt_k400', 'lvt_k600', 'lvt_ssv2', 'lvt_mini', 'lvt_mini_sharegate'])
+      ['lvt_k400', 'lvt_k600', 'lvt_ssv2', 'lvt_mini', 'lvt_mini_sharegate', 'lvt_nano'])
   assert lvt.FAMILY.mean == lvt.FAMILY.std == (127.5, 127.5, 127.5)  # (x / 255 - .5) / .5
   assert models.input_shape(model) == (16, 224, 224)
   config = models.model_config(model)

@@ -27,6 +27,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     'lvt_ssv2': dict(_OFFICIAL_COMMON, share_gate=True, shift_div=4, num_segments=16),
     'lvt_mini': dict(_MINI, share_gate=False, shift_div=8, num_segments=4),
     'lvt_mini_sharegate': dict(_MINI, share_gate=True, shift_div=4, num_segments=16),
+    # Not official: the default run's model (configs/default.py:lvt), 8 x 64 x 64 clips
+    # (a 5 x 5 token grid), the K400 rules (separate gates, shift_div 8, 8-frame segments).
+    'lvt_nano': dict(_OFFICIAL_COMMON, video_size=(8, 64, 64), embed_dim=64, depth=3,
+                     num_heads=2, head_mlp_dim=96, share_gate=False, shift_div=8,
+                     num_segments=8),
 }
 
 _CONFIGS = 'configs/Kinetics/lxvitv2_B16_16x16_{}_21k_cgate_tempshift_spatialshift.yaml'
