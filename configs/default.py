@@ -49,7 +49,19 @@ def _dualformer(c):
 
 
 def _lvt(c):
-  raise NotImplementedError('configs/default.py:lvt is not written yet.')
+  c.model.variant = 'lvt_nano'  # 8x64x64 clips (its video_size), 0.3M parameters
+  c.model.drop_path_rate = 0.0
+  c.model.head_dropout_rate = 0.0
+  # 2.6-3.8 px per frame: LVT sees motion only between 14-px tokens of adjacent frames.
+  c.data.frame_interval = 2
+  c.train.num_epochs = 16.0  # 48 steps per epoch, 768 steps
+  c.train.warmup_epochs = 1.0
+  c.train.learning_rate = 2e-3
+  c.train.weight_decay = 0.05
+  c.train.log_every_steps = 24
+  c.eval.every_steps = 192
+  c.checkpoint.every_steps = 192
+  return c
 
 
 def _mobile_former_3d(c):
