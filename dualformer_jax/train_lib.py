@@ -213,8 +213,9 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
 
 def _use_teacher(config, model, runtime, tx, schedule, norm, num_classes: int) -> None:
   """Token Labelling: loads the frozen teacher and gives `runtime` the step that runs it."""
-  from dualformer_jax.token_labelling import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
-  from dualformer_jax.token_labelling import train_step as tl_step  # pylint: disable=g-import-not-at-top
+  # Imported here, as only Token Labelling runs need them.
+  from dualformer_jax.token_labelling import teacher as teacher_lib
+  from dualformer_jax.token_labelling import train_step as tl_step
   tl = config.token_labelling
   if config.train.mixup_alpha:
     raise ConfigError('config.train.mixup_alpha: mixup is not combined with Token Labelling '

@@ -11,7 +11,15 @@ import pytest
 
 from conftest import REFERENCE_DIR
 from conftest import load_golden
+from dualformer_jax import convert
+from dualformer_jax import data
+from dualformer_jax import model_checkpoint
+from dualformer_jax import models
+from dualformer_jax import parallel
 from dualformer_jax import token_labelling as tl
+from dualformer_jax.errors import ConfigError
+from dualformer_jax.token_labelling import teacher as teacher_lib
+from dualformer_jax.token_labelling import train_step as tl_step
 
 GOLDEN = REFERENCE_DIR / 'dualformer_mini_tokenlabel_golden.npz'
 
@@ -108,15 +116,6 @@ def test_soft_targets_averaging_top_k_and_errors():
 
 # ------------------------------------------------------------------------ training
 
-from dualformer_jax import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax import model_checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax.token_labelling import teacher as teacher_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dualformer_jax.token_labelling import train_step as tl_step  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 CLASSES = 8
 SMALL = dict(depths=(2, 0, 0, 0), drop_path_rate=0.0)  # both attentions and BatchNorm
 
@@ -182,6 +181,11 @@ def test_teacher_class_mismatch_is_one_config_error(teacher_dir):
     teacher_lib.load_teacher(teacher_dir, num_classes=5, video_size=(8, 64, 64))
   with pytest.raises(ConfigError, match='built for clips'):
     teacher_lib.load_teacher(teacher_dir, num_classes=CLASSES, video_size=(16, 64, 64))
+  student = models.create_model('nano', num_classes=CLASSES)  # token grid (4, 2, 2)
+  twice = models.create_model('nano', video_size=(16, 64, 64))  # (8, 2, 2): averages
+  teacher_lib.check_grids(student, twice)
+  with pytest.raises(ConfigError, match=r'\(4, 4, 4\) does not map onto the student'):
+    teacher_lib.check_grids(student, models.create_model('nano', video_size=(8, 128, 128)))
 
 
 # ---------------------------------------------------------------------- conversion

@@ -76,8 +76,8 @@ TOKEN_BRANCH_PREFIX = 'cls_head.token_linear.'  # the Token Labelling head's tok
 
 
 def _init_head(model: dualformer_model.DualFormer, rng: jax.Array) -> dict[str, Any]:
-  if model.token_head:
-    from dualformer_jax.token_labelling import head as token_head  # pylint: disable=g-import-not-at-top
+  if model.token_head:  # imported here: the token_labelling package imports the model zoo
+    from dualformer_jax.token_labelling import head as token_head
     head = token_head.TokenLabellingHead(model.num_classes, model.head_dropout_rate,
                                          model.token_dropout_rate, model.dtype,
                                          model.param_dtype)

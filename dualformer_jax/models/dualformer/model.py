@@ -250,7 +250,7 @@ class DualFormer(nn.Module):
         bn_axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype)
     if self.token_head:
       # Imported here: the token_labelling package imports the model zoo.
-      from dualformer_jax.token_labelling import head as token_head  # pylint: disable=g-import-not-at-top
+      from dualformer_jax.token_labelling import head as token_head
       self.head = token_head.TokenLabellingHead(self.num_classes, self.head_dropout_rate,
                                                 self.token_dropout_rate, self.dtype,
                                                 self.param_dtype)
