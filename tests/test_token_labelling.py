@@ -229,3 +229,28 @@ def test_official_tl_checkpoint_converts_both_ways_and_serves_as_teacher(tmp_pat
   with pytest.raises(ConfigError, match='DualFormer-nano, but config.token_labelling'):
     teacher_lib.load_teacher(str(path), num_classes=CLASSES, video_size=(8, 64, 64),
                              variant='base')
+
+
+def test_convert_to_flax_keeps_the_token_head_of_an_official_tl_file(tmp_path):
+  from dualformer_jax.convert import __main__ as convert_cli  # pylint: disable=g-import-not-at-top
+  student = models.create_model('nano', num_classes=CLASSES, token_head=True)
+  shapes = jax.eval_shape(lambda: student.init(jax.random.PRNGKey(0),
+                                               jnp.zeros((1, 8, 64, 64, 3))))
+  shapes = {'params': shapes['params'], 'batch_stats': shapes['batch_stats']}
+  rng = np.random.default_rng(0)
+  variables = jax.tree_util.tree_map(
+      lambda x: rng.standard_normal(getattr(x, 'value', x).shape).astype(np.float32), shapes,
+      is_leaf=lambda x: hasattr(x, 'value'))
+  sd = convert.to_pytorch(variables, student)
+  path = tmp_path / 'tl_nano.safetensors'
+  convert.save_state_dict(dict(sd, **{'teacher.' + k: v for k, v in sd.items()
+                                      if 'token_linear' not in k}), path)
+  out = tmp_path / 'flax'
+  assert convert_cli.main(['to-flax', '--input', str(path), '--variant', 'nano',
+                           '--output', str(out)]) == 0
+  model, loaded = model_checkpoint.load_model(str(out))
+  assert model.token_head and model.num_classes == CLASSES
+  token = loaded['params']['head']['token_linear_6']
+  want = variables['params']['head']['token_linear_6']
+  np.testing.assert_array_equal(np.asarray(token['kernel']), want['kernel'])
+  np.testing.assert_array_equal(np.asarray(token['bias']), want['bias'])

@@ -37,12 +37,19 @@ def _to_flax(args) -> None:
   overrides = {}
   if args.video_size:
     overrides['video_size'] = tuple(int(v) for v in args.video_size.split(','))
+  token_head = any(k.startswith('cls_head.token_linear.') for k in state_dict)
+  if token_head:  # an official Token Labelling checkpoint: keep its token branch
+    if 'token_head' not in family.module.__dataclass_fields__:
+      raise ValueError(f'the checkpoint has a Token Labelling head (cls_head.token_linear.*), '
+                       f'which the {family.name} family does not have.')
+    overrides['token_head'] = True
   model = models.create_model(args.variant, num_classes=num_classes, **overrides)
   variables = convert.from_pytorch(state_dict, model, reinit_head=args.reinit_head)
   model_checkpoint.save_model(args.output, variables, model, force=args.overwrite)
   n = sum(int(np.prod(v.shape)) for v in convert.to_pytorch(variables, model).values())
-  print(f'Wrote {args.output}: {family.name}/{args.variant}, {num_classes} classes, '
-        f'{len(state_dict)} tensors read, {n:,} values.')
+  print(f'Wrote {args.output}: {family.name}/{args.variant}, {num_classes} classes'
+        f'{" (Token Labelling head)" if token_head else ""}, {len(state_dict)} tensors read, '
+        f'{n:,} values.')
 
 
 def _to_pytorch(args) -> None:
