@@ -288,7 +288,7 @@ def test_inflate_command_and_static_clip_gives_image_logits(tmp_path):
        '--video_size', '3,64,64'], cwd=REPO, capture_output=True, text=True, timeout=300,
       env={**os.environ, 'PYTHONPATH': str(REPO)})
   assert result.returncode == 0, result.stderr[-2000:]
-  assert 'inflated 37 (centre rule)' in result.stdout and 'started from init 0' in result.stdout
+  assert 'inflated 15 (centre rule)' in result.stdout and 'started from init 0' in result.stdout
   video, video_variables = model_checkpoint.load_model(out)
   assert models.family_of(video).name == 'mobile_former_3d' and video.video_size == (3, 64, 64)
   frame = jnp.asarray(np.random.default_rng(1).standard_normal((2, 64, 64, 3)), jnp.float32)

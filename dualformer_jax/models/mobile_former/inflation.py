@@ -66,7 +66,7 @@ class InflationReport:
   """What `inflate` did, by official (3D) key.
 
   Attributes:
-    inflated: 2D kernels given a time axis (centre slice).
+    inflated: 2D kernels given a temporal extent > 1 (the image kernel in the centre).
     loaded: tensors loaded unchanged (1x1 and per-frame kernels as `(O, I, 1, kh, kw)`).
     from_init: tensors of the model's own initialization (the classifier, when the
       file's class count differs from the model's).
@@ -99,7 +99,7 @@ def inflate(state_dict: Mapping[str, np.ndarray], model: mf_model.MobileFormer3D
     given = video_sd.get(key)
     if given is None or np.shape(given) != np.shape(value):
       report.from_init.append(key)
-    elif np.ndim(state_dict[key]) != np.ndim(given):
+    elif np.ndim(state_dict[key]) != np.ndim(given) and np.shape(given)[2] > 1:
       report.inflated.append(key)
     else:
       report.loaded.append(key)
