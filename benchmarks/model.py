@@ -201,7 +201,7 @@ def make_train_step(model, tx):
           mutable=['batch_stats'],
           rngs={'dropout': jax.random.fold_in(jax.random.PRNGKey(0), step)})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-      return loss, updates['batch_stats']
+      return loss, updates.get('batch_stats', batch_stats)  # none in LVT
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -236,7 +236,7 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
     flop = 3 * 2.0 * macs
     tx = optax.adamw(1e-3, b1=0.9, b2=0.999, weight_decay=0.02)
     params = variables['params']
-    state = (params, tx.init(params), variables['batch_stats'], jnp.zeros((), jnp.int32))
+    state = (params, tx.init(params), variables.get('batch_stats', {}), jnp.zeros((), jnp.int32))
     compiled, compile_s = compile_fn(make_train_step(model, tx), state, clips, labels,
                                      donate=(0,))
     holder = [state]
