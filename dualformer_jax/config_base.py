@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   # non-empty `teacher` trains the student with the frozen teacher's token labels.
   c.token_labelling = ml_collections.ConfigDict()
   c.token_labelling.teacher = ''  # the teacher's checkpoint (official: K400 DualFormer-B)
+  c.token_labelling.labels = ''  # off-line instead: stored labels (`... token_labelling annotate`)
   c.token_labelling.teacher_variant = 'base'  # expected variant of an official .pth ('': any)
   c.token_labelling.gamma = 0.5  # loss = gamma * video CE + (1 - gamma) * token soft CE
   c.token_labelling.top_k = 5  # teacher logits kept per token for the soft targets

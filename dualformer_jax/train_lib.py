@@ -83,7 +83,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
         raise ConfigError(f'config.model.{field} does not apply to the {family.name} family '
                          f'(variant {m.variant!r}); leave it empty.')
       overrides[field] = tuple(m[field])
-  if config.token_labelling.teacher:  # the student: the Token Labelling head
+  if config.token_labelling.teacher or config.token_labelling.labels:  # the TL student
     if 'token_head' not in fields:
       raise ConfigError(f'Token Labelling trains DualFormer students; config.model.variant '
                         f'{m.variant!r} is a {family.name} model.')
@@ -203,7 +203,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   else:
     runtime = parallel.PmapRuntime(model, tx, schedule, num_classes, clip_shape,
                                    eval_options=eval_options, **kwargs)
-  if config.token_labelling.teacher:
+  if config.token_labelling.teacher or config.token_labelling.labels:
     _use_teacher(config, model, runtime, tx, schedule, normalization(config, family),
                  num_classes)
   _check_batch('config.train.batch_size', config.train.batch_size, runtime.batch_shards)
@@ -226,6 +226,18 @@ def _use_teacher(config, model, runtime, tx, schedule, norm, num_classes: int) -
   if tl.temporal_average not in ('interleaved', 'adjacent'):
     raise ConfigError(f"config.token_labelling.temporal_average={tl.temporal_average!r}: "
                       "choose 'interleaved' (official) or 'adjacent'.")
+  if tl.labels:  # offline: the soft targets come with each batch (train_iterator)
+    if tl.teacher:
+      raise ConfigError('config.token_labelling: set teacher (on-line) or labels '
+                        '(off-line), not both.')
+    _stored_labels(config, num_classes)  # checks them now
+    step = tl_step.make_train_step(
+        model, None, tx, schedule, gamma=tl.gamma,
+        label_smoothing=config.train.label_smoothing,
+        grad_accum_steps=config.train.grad_accum_steps,
+        axis_name=parallel.PMAP_AXIS if runtime.name == 'pmap' else None, normalization=norm)
+    runtime.use_teacher(step, {}, {})
+    return
   teacher = teacher_lib.load_teacher(tl.teacher, num_classes=num_classes,
                                      video_size=tuple(model.video_size),
                                      variant=tl.teacher_variant, dtype=model.dtype)
@@ -239,9 +251,30 @@ def _use_teacher(config, model, runtime, tx, schedule, norm, num_classes: int) -
   runtime.use_teacher(step, teacher.variables, teacher.boxed_shapes())
 
 
-def train_iterator(config, dataset: str):
+def _stored_labels(config, num_classes: int):
+  """Offline Token Labelling: the stored labels of the training split, checked."""
+  from dualformer_jax.token_labelling import offline  # pylint: disable=import-outside-toplevel
+  tl, d = config.token_labelling, config.data
+  labels = offline.TokenLabels(tl.labels, d.train_split)
+  m = labels.meta
+  if m['num_classes'] != num_classes:
+    raise ConfigError(f'config.token_labelling.labels: {m["num_classes"]} classes, the '
+                      f'student {num_classes}: Token Labelling needs the same classes.')
+  if m['clip_len'] != d.clip_len:
+    raise ConfigError(f'config.token_labelling.labels: stored for {m["clip_len"]}-frame clips, '
+                      f'config.data.clip_len is {d.clip_len}: annotate again.')
+  if not 1 <= tl.top_k <= m['top_k']:
+    raise ConfigError(f'config.token_labelling.top_k={tl.top_k}: the stored labels keep '
+                      f'{m["top_k"]} classes per token.')
+  return labels
+
+
+def train_iterator(config, dataset: str, model=None):
+  """The training batches; with `config.token_labelling.labels` (give `model`, the
+  student) each batch holds its stored soft `'targets'` `[b, d, h, w, K]` too."""
   d = config.data
-  return iter(data.create_train_dataset(
+  tl = config.token_labelling
+  ds = data.create_train_dataset(
       name=dataset, data_dir=d.data_dir, split=d.train_split,
       batch_size=config.train.batch_size // jax.process_count(), clip_len=d.clip_len,
       frame_interval=d.frame_interval, crop_size=d.crop_size, short_side=d.short_side,
@@ -251,7 +284,15 @@ def train_iterator(config, dataset: str):
       auto_augment=d.auto_augment, random_erasing_prob=d.random_erasing_prob,
       random_erasing_area=tuple(d.random_erasing_area),
       random_erasing_aspect=tuple(d.random_erasing_aspect), seed=config.seed,
-      num_workers=d.num_workers, prefetch=d.prefetch))
+      num_workers=d.num_workers, prefetch=d.prefetch, with_meta=bool(tl.labels))
+  if tl.labels:
+    from dualformer_jax.token_labelling import offline  # pylint: disable=import-outside-toplevel
+    from dualformer_jax.token_labelling import teacher as teacher_lib  # pylint: disable=import-outside-toplevel
+    labels = _stored_labels(config, model.num_classes)
+    ds = ds.map(offline.AddTargets(labels, teacher_lib.token_grid(model), top_k=tl.top_k,
+                                   fill=-np.inf if tl.top_k_only else 0.0,
+                                   temporal=tl.temporal_average))
+  return iter(ds)
 
 
 # -------------------------------------------------------------------------- evaluation
@@ -334,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = jax.random.PRNGKey(config.seed)
   init_rng, head_rng = jax.random.split(rng)
   state = runtime.init_state(init_rng)
-  data_iter = train_iterator(config, s.dataset)
+  data_iter = train_iterator(config, s.dataset, s.model)
   checkpointer = checkpointing.TrainCheckpointer(os.path.join(workdir, 'checkpoints'),
                                                  keep=config.checkpoint.keep,
                                                  async_save=config.checkpoint.async_save)

@@ -110,3 +110,53 @@ def test_annotate_errors_are_one_line(labelled, capsys):
     offline.TokenLabels(labelled['out'], 'test')
   assert json.load(open(os.path.join(labelled['out'], 'train', 'meta.json')))['grid'] == \
       list(teacher_lib.token_grid(models.create_model('nano', **SMALL)))
+
+
+def test_pipeline_meta_and_stored_targets_of_training_batches(labelled):
+  kwargs = dict(name=labelled['name'], data_dir=labelled['data_dir'], batch_size=4,
+                clip_len=8, frame_interval=1, crop_size=64, area_range=(0.3, 1.0), flip=True,
+                seed=3, process_index=0, process_count=1, num_threads=1)
+  plain = next(iter(data.create_train_dataset(**kwargs)))
+  batch = next(iter(data.create_train_dataset(with_meta=True, **kwargs)))
+  assert sorted(plain) == ['label', 'video']  # the default is unchanged
+  np.testing.assert_array_equal(batch['video'], plain['video'])  # same clips, with meta
+  np.testing.assert_array_equal(batch['label'], plain['label'])
+  assert batch['frame_indices'].shape == (4, 8) and batch['box'].shape == (4, 4)
+  source = pipeline._source(labelled['name'], labelled['data_dir'], 'train')  # pylint: disable=protected-access
+  for j in range(4):  # the meta re-renders the clip exactly
+    ex = pipeline._parse(source[int(batch['index'][j])])  # pylint: disable=protected-access
+    assert int(ex['label']) == batch['label'][j]
+    idx = batch['frame_indices'][j]
+    unique, out = data.transforms._render_frames(  # pylint: disable=protected-access
+        ex['video'], idx, [tuple(batch['box'][j])], 64, bool(batch['flip'][j]))
+    np.testing.assert_array_equal(out[0, np.searchsorted(unique, idx)], batch['video'][j])
+  labels = offline.TokenLabels(labelled['out'], 'train')
+  grid = (4, 2, 2)
+  with_targets = offline.AddTargets(labels, grid)(batch)
+  assert sorted(with_targets) == ['label', 'targets', 'video']
+  assert with_targets['targets'].shape == (4, *grid, labelled['classes'])
+  np.testing.assert_allclose(with_targets['targets'].sum(-1), 1.0, atol=1e-5)
+
+
+def test_training_reads_the_stored_labels(labelled, tmp_path):
+  from configs import default as default_config  # pylint: disable=g-import-not-at-top
+  from dualformer_jax import train_lib  # pylint: disable=g-import-not-at-top
+  c = default_config.get_config()
+  c.model.depths = (1, 0, 0, 0)
+  c.data.update(name=labelled['name'], data_dir=labelled['data_dir'], synthetic=False,
+                num_workers=0)
+  c.train.update(batch_size=4, num_steps=1, warmup_epochs=0.0, log_every_steps=1)
+  c.eval.update(at_end=False)
+  c.checkpoint.update(every_steps=0)
+  c.token_labelling.update(labels=labelled['out'], token_dropout_rate=0.0)
+  c.mesh.num_devices = 1
+  train_lib.train_and_evaluate(c, str(tmp_path))
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  rows = [r for r in rows if 'loss_token' in r]
+  assert [r['step'] for r in rows] == [1]
+  for r in rows:  # gamma 0.5; soft targets over 8 classes: token CE near log(8)
+    assert r['loss'] == pytest.approx(0.5 * (r['loss_cls'] + r['loss_token']), rel=1e-5)
+    assert 1.5 < r['loss_token'] < 3.5
+  c.token_labelling.update(top_k=6)
+  with pytest.raises(ConfigError, match='keep 5 classes per token'):
+    train_lib.setup(c)

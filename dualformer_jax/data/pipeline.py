@@ -104,18 +104,25 @@ class _ProcessRows(grain.MapDataset):
             return self.slice(index)
         start = (index * self._n + self._p) * self._b  # global batch `index`, row block p
         clips = [self._parent[start + i] for i in range(self._b)]
-        return {"video": np.stack([c["video"] for c in clips]),  # [b, t, h, w, 3]
-                "label": np.asarray([c["label"] for c in clips], np.int32)}
+        return {k: np.stack([c[k] for c in clips]) for k in clips[0]}  # video [b, t, h, w, 3]
 
 
 class _TrainClip(grain.transforms.RandomMap):
-    def __init__(self, **kwargs):
+    def __init__(self, source=None, **kwargs):
+        self._source = source  # with_meta: elements are example indices into it
         self._kwargs = kwargs
 
     def random_map(self, raw, rng: np.random.Generator):
-        example = _parse(raw)
-        clip = transforms.train_clip(example["video"], int(example["num_frames"]), rng, **self._kwargs)
-        return {"video": clip, "label": np.int32(example["label"])}
+        if self._source is None:
+            example = _parse(raw)
+            clip = transforms.train_clip(example["video"], int(example["num_frames"]), rng,
+                                         **self._kwargs)
+            return {"video": clip, "label": np.int32(example["label"])}
+        example = _parse(self._source[int(raw)])
+        clip, meta = transforms.train_clip(example["video"], int(example["num_frames"]), rng,
+                                           return_meta=True, **self._kwargs)
+        return {"video": clip, "label": np.int32(example["label"]), "index": np.int64(raw),
+                **meta}
 
 
 class _EvalViews(grain.transforms.Map):
@@ -181,6 +188,7 @@ def create_train_dataset(
     num_workers: int = 0,
     prefetch: int | None = None,
     num_threads: int | None = None,
+    with_meta: bool = False,
 ) -> grain.IterDataset:
     """Infinite, shuffled training batches of this process.
 
@@ -223,6 +231,10 @@ def create_train_dataset(
       prefetch: batches buffered ahead (default: ``num_threads``).
       num_threads: decoding threads (per worker process when
         ``num_workers > 0``; default: available cores, or 1 per worker).
+      with_meta: batches also hold where each clip comes from (offline Token
+        Labelling): ``'index'`` int64 ``[b]`` (the example's position in the
+        split), ``'frame_indices'`` int32 ``[b, clip_len]``, ``'box'`` float32
+        ``[b, 4]`` (the crop in stored-frame pixels), ``'flip'`` bool ``[b]``.
 
     Returns:
       A ``grain.IterDataset``; ``it = iter(ds)`` is a ``grain.DatasetIterator``
@@ -235,8 +247,12 @@ def create_train_dataset(
     if len(source) < process_count:
         raise ValueError(f"{name}:{split} has {len(source)} videos, fewer than {process_count} processes.")
     shuffle_seed, map_seed = _seeds(seed, 0)  # the same global stream on every process
-    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat()
+    if with_meta:  # shuffled example indices; the map reads the records
+        ds = grain.MapDataset.range(len(source)).shuffle(seed=shuffle_seed).repeat()
+    else:
+        ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat()
     ds = ds.random_map(_TrainClip(
+        source=source if with_meta else None,
         clip_len=clip_len, frame_interval=frame_interval, crop_size=crop_size,
         short_side=short_side, random_resized_crop=random_resized_crop,
         area_range=tuple(area_range), aspect_range=tuple(aspect_range), flip=flip,

@@ -206,7 +206,8 @@ def train_clip(
     flip: bool = False, sampling: str = "dense", short_side_range: Sequence[int] | None = None,
     multi_scale_crop: bool = False, auto_augment: str = "", random_erasing_prob: float = 0.0,
     random_erasing_area=(0.02, 1 / 3), random_erasing_aspect=(0.3, 1 / 0.3),
-) -> np.ndarray:
+    return_meta: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
     """One random training clip ``uint8 [clip_len, crop_size, crop_size, 3]``.
 
     Samples the frame indices (``sample_train_indices``, one clip; with
@@ -220,6 +221,11 @@ def train_clip(
     -> AutoAugment policy ``auto_augment`` ('' off) -> random erasing with
     probability ``random_erasing_prob``. The same box, flip, ops and erased box
     apply to every frame of the clip; the defaults add no draw to ``rng``.
+
+    ``return_meta``: also returns where the clip comes from (offline Token
+    Labelling), ``{'frame_indices': int32 [clip_len], 'box': float32 [4]`` (the
+    rendered crop, left, top, right, bottom in stored-frame pixels)``, 'flip':
+    bool}``; the same draws, the same clip.
     """
     if sampling == "segment":
         idx = sample_segment_train_indices(num_frames, clip_len, rng)
@@ -255,6 +261,10 @@ def train_clip(
         clip = augment.random_erasing(clip, rng, random_erasing_prob,
                                       area_range=random_erasing_area,
                                       aspect_range=random_erasing_aspect)
+    if return_meta:
+        return clip, {"frame_indices": np.asarray(idx, np.int32),
+                      "box": np.asarray(_whole_pixels(box, w, h), np.float32),
+                      "flip": np.bool_(do_flip)}
     return clip
 
 

@@ -133,3 +133,26 @@ class TokenLabels:
     if dt != d:
       out = np.asarray(targets_lib.temporal_average(out[None], d, temporal))[0]
     return out.astype(np.float32)  # [d, h, w, K]
+
+  def batch_targets(self, batch: dict[str, np.ndarray], grid: Sequence[int],
+                    **kwargs) -> np.ndarray:
+    """Soft targets float32 `[b, d, h, w, K]` of a `with_meta` training batch."""
+    return np.stack([self.targets(int(i), f, bx, grid, flip=bool(fl), **kwargs)
+                     for i, f, bx, fl in zip(batch['index'], batch['frame_indices'],
+                                             batch['box'], batch['flip'])])
+
+
+META_KEYS = ('index', 'frame_indices', 'box', 'flip')
+
+
+class AddTargets:
+  """A batch map (`grain.IterDataset.map`): adds `'targets'` from the stored labels and
+  drops the clip's where-from keys."""
+
+  def __init__(self, labels: TokenLabels, grid: Sequence[int], **kwargs):
+    self._labels, self._grid, self._kwargs = labels, tuple(grid), kwargs
+
+  def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {k: v for k, v in batch.items() if k not in META_KEYS}
+    out['targets'] = self._labels.batch_targets(batch, self._grid, **self._kwargs)
+    return out

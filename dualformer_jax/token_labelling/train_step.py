@@ -22,7 +22,9 @@ def make_train_step(model, teacher_model, tx: optax.GradientTransformation,
   """`train_step(state, teacher_variables, batch) -> (state, metrics)`.
 
   `model` is a DualFormer with `token_head=True`; `teacher_model` any DualFormer, run in
-  eval mode on the same normalized clips (no gradient). The teacher's variables are an
+  eval mode on the same normalized clips (no gradient), or None (offline Token
+  Labelling): the soft targets are `batch['targets']` `[b, d, h, w, K]` and
+  `teacher_variables` is unused. The teacher's variables are an
   argument, so under `jax.jit` they stay sharded device arrays, not baked-in constants.
   Metrics: `loss` (the total), `loss_cls`, `loss_token`, `accuracy` (video top-1),
   `grad_norm`, `lr`. With `axis_name` (pmap) gradients and metrics are averaged over it.
@@ -37,16 +39,22 @@ def make_train_step(model, teacher_model, tx: optax.GradientTransformation,
     rng = jax.random.fold_in(state.rng, state.step)
     if axis_name is not None:
       rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-    teacher_logits = jax.lax.stop_gradient(teacher_lib.token_logits(
-        teacher_model, teacher_variables, clips))  # [b, dt, h, w, K]
+    if teacher_model is None:  # offline: targets from the stored labels
+      stored = jnp.asarray(batch['targets'], jnp.float32)  # [b, d, h, w, K]
+    else:
+      teacher_logits = jax.lax.stop_gradient(teacher_lib.token_logits(
+          teacher_model, teacher_variables, clips))  # [b, dt, h, w, K]
 
     def loss_fn(params):
       (cls_logits, token_logits), updates = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, clips, train=True,
           mutable=['batch_stats'], rngs={'dropout': rng},
           method='token_labelling_logits')  # [b, K], [b, d, h, w, K]
-      soft = targets_lib.soft_targets(teacher_logits, token_logits.shape[1:4], top_k,
-                                      temporal=temporal, fill=fill)
+      if teacher_model is None:
+        soft = stored
+      else:
+        soft = targets_lib.soft_targets(teacher_logits, token_logits.shape[1:4], top_k,
+                                        temporal=temporal, fill=fill)
       total, cls_part, token_part = losses.loss(cls_logits, token_logits, soft, labels,
                                                 gamma, label_smoothing)
       return total, (cls_logits, cls_part, token_part, updates)
