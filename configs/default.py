@@ -67,7 +67,18 @@ def _lvt(c):
 
 
 def _mobile_former_3d(c):
-  raise NotImplementedError('configs/default.py:mobile_former_3d is not written yet.')
+  c.model.variant = 'mobile_former_3d_xs'  # MF-151M widths, 6 tokens
+  c.model.video_size = (8, 64, 64)  # the clips (any size works; checkpoints record it)
+  c.model.drop_path_rate = 0.0
+  c.model.head_dropout_rate = 0.0
+  c.train.num_epochs = 16.0
+  c.train.warmup_epochs = 1.0
+  c.train.learning_rate = 1e-3
+  c.train.weight_decay = 0.02
+  c.train.log_every_steps = 24
+  c.eval.every_steps = 384
+  c.checkpoint.every_steps = 384
+  return c
 
 
 def get_config(family='dualformer'):
