@@ -113,7 +113,8 @@ def _main(argv) -> None:
   inflate = sub.add_parser('inflate', help='2D ImageNet .pth/.safetensors -> video orbax '
                            'checkpoint (docs/imagenet_inflation.md)')
   inflate.add_argument('--input', required=True,
-                       help='2D DualFormer or timm Twins-SVT .pth/.safetensors file')
+                       help='2D image .pth/.safetensors: DualFormer or timm Twins-SVT (DualFormer '
+                       'variants), official Mobile-Former (mobile_former_3d_*)')
   inflate.add_argument('--output', required=True, help='orbax checkpoint directory to write')
   inflate.add_argument('--variant', required=True, help='the video variant, e.g. tiny')
   inflate.add_argument('--num_classes', type=int, default=400,
