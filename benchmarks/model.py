@@ -210,6 +210,32 @@ def make_train_step(model, tx):
   return train_step
 
 
+def build_step(model, clip, batch: int, mode: str):
+  """`(compiled, run, compile_seconds)`: the forward (`mode='forward'`) or the train step
+  (forward, backward, AdamW) compiled on random inputs; `run()` calls it once (the train
+  step updating its own state) and returns what to block on."""
+  variables = random_variables(model)
+  clips = jax.random.normal(jax.random.PRNGKey(1), (batch, *clip, 3), jnp.float32)
+  labels = jnp.arange(batch, dtype=jnp.int32) % model.num_classes
+  if mode == 'forward':
+    compiled, compile_s = compile_fn(make_forward(model), variables, clips)
+
+    def run():
+      return compiled(variables, clips)
+    return compiled, run, compile_s
+  tx = optax.adamw(1e-3, b1=0.9, b2=0.999, weight_decay=0.02)
+  params = variables['params']
+  state = (params, tx.init(params), variables.get('batch_stats', {}), jnp.zeros((), jnp.int32))
+  compiled, compile_s = compile_fn(make_train_step(model, tx), state, clips, labels,
+                                   donate=(0,))
+  holder = [state]
+
+  def run():
+    holder[0], loss = compiled(holder[0], clips, labels)
+    return holder[0], loss  # block on the updated state too, not just the loss
+  return compiled, run, compile_s
+
+
 def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, roofline_seconds,
               profile_dir=None, torch_peer=False):
   """Compile and time one configuration; returns a result dict.
@@ -221,29 +247,8 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
   dtype = DTYPES[dtype_name]
   model = models.create_model(variant, num_classes=400, dtype=dtype)
   macs = flops_lib.count_flops(model, clip).total * batch  # one forward, batch clips
-  variables = random_variables(model)
-  clips = jax.random.normal(jax.random.PRNGKey(1), (batch, *clip, 3), jnp.float32)
-  labels = jnp.arange(batch, dtype=jnp.int32) % model.num_classes
-
-  if mode == 'forward':
-    flop = 2.0 * macs
-    compiled, compile_s = compile_fn(make_forward(model), variables, clips)
-    args = [variables, clips]
-
-    def run():
-      return compiled(*args)
-  else:
-    flop = 3 * 2.0 * macs
-    tx = optax.adamw(1e-3, b1=0.9, b2=0.999, weight_decay=0.02)
-    params = variables['params']
-    state = (params, tx.init(params), variables.get('batch_stats', {}), jnp.zeros((), jnp.int32))
-    compiled, compile_s = compile_fn(make_train_step(model, tx), state, clips, labels,
-                                     donate=(0,))
-    holder = [state]
-
-    def run():
-      holder[0], loss = compiled(holder[0], clips, labels)
-      return holder[0], loss  # block on the updated state too, not just the loss
+  compiled, run, compile_s = build_step(model, clip, batch, mode)
+  flop = (2.0 if mode == 'forward' else 3 * 2.0) * macs
 
   memory = compiled_memory_bytes(compiled)
   counted_by_xla = xla_flops(compiled)

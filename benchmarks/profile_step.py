@@ -32,8 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
 
 import model as bench  # noqa: E402  (benchmarks/model.py)
 from dualformer_jax import flops as flops_lib  # noqa: E402
@@ -106,25 +104,7 @@ def exclusive_times(trace_path: str) -> dict[str, float]:
 
 def profile(variant: str, clip, batch: int, mode: str, steps: int):
   model = models.create_model(variant, num_classes=400)
-  variables = bench.random_variables(model)
-  clips = jax.random.normal(jax.random.PRNGKey(1), (batch, *clip, 3), jnp.float32)
-  labels = jnp.arange(batch, dtype=jnp.int32) % model.num_classes
-  if mode == 'train':
-    tx = optax.adamw(1e-3, b1=0.9, b2=0.999, weight_decay=0.02)
-    params = variables['params']
-    state = (params, tx.init(params), variables['batch_stats'], jnp.zeros((), jnp.int32))
-    compiled, _ = bench.compile_fn(bench.make_train_step(model, tx), state, clips, labels,
-                                   donate=(0,))
-    holder = [state]
-
-    def run():
-      holder[0], loss = compiled(holder[0], clips, labels)
-      return holder[0], loss
-  else:
-    compiled, _ = bench.compile_fn(bench.make_forward(model), variables, clips)
-
-    def run():
-      return compiled(variables, clips)
+  compiled, run, _ = bench.build_step(model, clip, batch, mode)
   bench.block(run())  # warm-up
   directory = tempfile.mkdtemp(prefix='profile_step_')
   start = time.perf_counter()
