@@ -14,7 +14,6 @@ paths buy there; run on a GPU or TPU it checks the default (standard) choice the
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -50,16 +49,10 @@ def compile_path(choice: str, variant: str, clip, batch: int, mode: str):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python benchmarks/backend_paths.py',
-                                   description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--variant', default='tiny', choices=models.all_variants())
-  parser.add_argument('--clip', default='16,224,224', help='T,H,W')
-  parser.add_argument('--batch', type=int, default=1)
-  parser.add_argument('--mode', default='train', choices=('train', 'forward'))
+  parser = bench.step_parser('python benchmarks/backend_paths.py', __doc__)
   parser.add_argument('--rounds', type=int, default=3, help='alternating timed rounds')
   args = parser.parse_args(argv)
-  clip = tuple(int(v) for v in args.clip.split(','))
+  clip = args.clip
   print(f'{args.variant} {args.mode} {"x".join(map(str, clip))} batch {args.batch} on '
         f'{jax.devices()[0].device_kind} ({jax.default_backend()}), default formulation: '
         f'{formulations.active()}')

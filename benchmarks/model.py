@@ -236,6 +236,18 @@ def build_step(model, clip, batch: int, mode: str):
   return compiled, run, compile_s
 
 
+def step_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  """The options of a one-step script: --variant, --clip (T,H,W), --batch, --mode."""
+  parser = argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--variant', default='tiny', choices=models.all_variants())
+  parser.add_argument('--clip', default='16,224,224', type=lambda text: tuple(
+      int(v) for v in text.split(',')), help='T,H,W')
+  parser.add_argument('--batch', type=int, default=1)
+  parser.add_argument('--mode', default='train', choices=('train', 'forward'))
+  return parser
+
+
 def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, roofline_seconds,
               profile_dir=None, torch_peer=False):
   """Compile and time one configuration; returns a result dict.

@@ -19,7 +19,6 @@ roofline that `benchmarks/model.py` measures.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import os
@@ -155,16 +154,10 @@ def report(result, top_thunks: int = 0) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python benchmarks/profile_step.py',
-                                   description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--variant', default='tiny', choices=models.all_variants())
-  parser.add_argument('--clip', default='16,224,224', help='T,H,W')
-  parser.add_argument('--batch', type=int, default=1)
-  parser.add_argument('--mode', default='train', choices=('train', 'forward'))
+  parser = bench.step_parser('python benchmarks/profile_step.py', __doc__)
   parser.add_argument('--steps', type=int, default=2, help='traced runs (after a warm-up)')
   args = parser.parse_args(argv)
-  clip = tuple(int(v) for v in args.clip.split(','))
+  clip = args.clip
   result = profile(args.variant, clip, args.batch, args.mode, args.steps)
   print(f'{args.variant} {args.mode} {"x".join(map(str, clip))} batch {args.batch}, '
         f'jax {jax.__version__} {jax.devices()[0].device_kind}, '
