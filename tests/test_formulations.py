@@ -81,3 +81,42 @@ def test_choice_comes_from_the_environment_and_is_validated(monkeypatch):
   monkeypatch.setenv(formulations.ENV_VAR, 'gpu')
   with pytest.raises(ValueError, match='DUALFORMER_JAX_FORMULATIONS'):
     formulations.cpu()
+
+
+def test_mobile_former_3d_formulations_share_gradients_and_statistics():
+  """MF-3D's CPU formulations (strided shifted-sum depthwise, BatchNorm and dynamic-ReLU
+  sums as products with ones) against autodiff of the grouped convolution."""
+  model = models.create_model('mobile_former_3d_xs', num_classes=5, drop_path_rate=0.0,
+                              head_dropout_rate=0.0)
+  clips = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 24, 24, 3))  # [b, t, h, w, c]
+  variables = model.init(jax.random.PRNGKey(0), clips, train=False)
+  labels = jnp.array([1, 3, 0, 4])
+
+  def loss_fn(params):
+    logits, updates = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
+                                  clips, train=True, mutable=['batch_stats'])
+    loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+    return loss, updates['batch_stats']
+
+  results = {}
+  for choice in ('cpu', 'standard'):
+    with formulations.use(choice):
+      step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+      text = step.lower(variables['params']).as_text()
+      results[choice] = step(variables['params']), text
+  ((loss_cpu, stats_cpu), grads_cpu), text_cpu = results['cpu']
+  ((loss_std, stats_std), grads_std), text_std = results['standard']
+  assert 'convolution' in text_std and text_cpu.count('convolution') < text_std.count(
+      'convolution')
+  assert loss_cpu == pytest.approx(loss_std, rel=1e-5)
+  for path, s in jax.tree_util.tree_leaves_with_path(stats_cpu):
+    expected = dict(jax.tree_util.tree_leaves_with_path(stats_std))[path]
+    np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-5,
+                               err_msg=jax.tree_util.keystr(path))
+  flat_std = dict(jax.tree_util.tree_leaves_with_path(grads_std))
+  scale = max(float(jnp.abs(g).max()) for g in flat_std.values())
+  for path, g in jax.tree_util.tree_leaves_with_path(grads_cpu):
+    err = float(jnp.abs(g - flat_std[path]).max())
+    # Sums in another order differ by float32 rounding (~1e-7 at the stem); the head's
+    # BatchNorm1d over a batch of 4 amplifies it, so 1e-3 here (a wrong term is O(1)).
+    assert err < 1e-3 * max(float(jnp.abs(g).max()), 1e-2 * scale), jax.tree_util.keystr(path)

@@ -5,6 +5,7 @@ Every parameter carries logical axis names (see `dualformer_jax.sharding`); comp
 `[batch, time, height, width, channels]` unless stated otherwise.
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -278,38 +279,78 @@ def _pad_same(x: jax.Array, kernel_size: Shape3) -> jax.Array:
   return jnp.pad(x, ((0, 0),) + tuple((k // 2, k // 2) for k in kernel_size) + ((0, 0),))
 
 
-def _shifted_sum(padded: jax.Array, kernel: jax.Array, grid: Shape3) -> jax.Array:
-  """`sum_{i,j,k} padded[:, i:i+d, j:j+h, k:k+w] * kernel[i, j, k]` (one fused loop)."""
-  d, h, w = grid
+def _strided_grid(grid: Shape3, strides: Shape3) -> Shape3:
+  """Output grid of a 'same'-padded odd kernel with these strides: `ceil(n / s)`."""
+  return tuple((n - 1) // s + 1 for n, s in zip(grid, strides))
+
+
+def _tap(padded: jax.Array, offset: Shape3, out_grid: Shape3, strides: Shape3) -> jax.Array:
+  """`padded[:, i::sd, j::sh, k::sw]`, `out_grid` long: the inputs one kernel tap reads."""
+  start = (0, *offset, 0)
+  limit = (padded.shape[0],) + tuple(o + (n - 1) * s + 1 for o, n, s in zip(
+      offset, out_grid, strides)) + (padded.shape[-1],)
+  return jax.lax.slice(padded, start, limit, (1, *strides, 1))
+
+
+def _shifted_sum(padded: jax.Array, kernel: jax.Array, out_grid: Shape3,
+                 strides: Shape3 = (1, 1, 1)) -> jax.Array:
+  """`sum_{i,j,k} padded[:, i::sd, j::sh, k::sw] * kernel[i, j, k]` (one fused loop)."""
   kd, kh, kw = kernel.shape[:3]
   y = None
   for i in range(kd):
     for j in range(kh):
       for k in range(kw):
-        term = padded[:, i:i + d, j:j + h, k:k + w] * kernel[i, j, k]
+        term = _tap(padded, (i, j, k), out_grid, strides) * kernel[i, j, k]
         y = term if y is None else y + term
   return y
 
 
-@jax.custom_vjp
-def depthwise_conv3d_shifted(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`depthwise_conv3d` as a sum of shifted, channel-weighted copies: XLA fuses it into one loop, and it shards
-  along channels without the resharding a grouped convolution needs. The gradient is
-  written out (custom VJP) so the training forward pass keeps only `x`, instead of the
-  kd*kh*kw shifted copies that automatic differentiation of the sum would store.
+def conv3d_patches(x: jax.Array, kernel_size: Shape3, strides: Shape3) -> jax.Array:
+  """im2col of a 'same'-padded odd 3D kernel: `[b, d, h, w, c]` -> `[b, *out, taps * c]`,
+  taps in kernel order then channels, so that a `[kd, kh, kw, c, o]` kernel reshaped to
+  `[taps * c, o]` multiplies it. For convolutions of few input channels (a stem), whose
+  kernel gradient XLA:CPU runs as a slow window-dilated convolution."""
+  strides = tuple(strides)
+  padded = _pad_same(x, kernel_size)
+  out_grid = _strided_grid(x.shape[1:4], strides)
+  taps = [_tap(padded, offset, out_grid, strides)
+          for offset in np.ndindex(*kernel_size)]  # each [b, *out, c]
+  return jnp.concatenate(taps, axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv3d_shifted(x: jax.Array, kernel: jax.Array,
+                             strides: Shape3 = (1, 1, 1)) -> jax.Array:
+  """`depthwise_conv3d` as a sum of shifted, channel-weighted copies: XLA fuses it into one
+  loop, and it shards along channels without the resharding a grouped convolution needs.
+  With `strides`, only the kept outputs are computed (padding k // 2, as PyTorch's).
+  The gradient is written out (custom VJP) so the training forward pass keeps only `x`,
+  instead of the kd*kh*kw shifted copies that automatic differentiation of the sum would
+  store.
   """
-  return _shifted_sum(_pad_same(x, kernel.shape[:3]), kernel, x.shape[1:4])
+  strides = tuple(strides)
+  return _shifted_sum(_pad_same(x, kernel.shape[:3]), kernel,
+                      _strided_grid(x.shape[1:4], strides), strides)
 
 
-def _depthwise_conv3d_fwd(x, kernel):
-  return depthwise_conv3d_shifted(x, kernel), (x, kernel)
+def _depthwise_conv3d_fwd(x, kernel, strides):
+  return depthwise_conv3d_shifted(x, kernel, strides), (x, kernel)
 
 
-def _depthwise_conv3d_bwd(residuals, g):
+def _depthwise_conv3d_bwd(strides, residuals, g):
   x, kernel = residuals
+  strides = tuple(strides)
   ks, grid = kernel.shape[:3], x.shape[1:4]
-  # d/dx: the same sum with the kernel flipped (a correlation of g).
-  dx = _shifted_sum(_pad_same(g, ks), kernel[::-1, ::-1, ::-1], grid)
+  out_grid = g.shape[1:4]
+  # d/dx: the stride-1 sum over `g` spread back onto the input grid (zeros between
+  # strided outputs), with the kernel flipped (a correlation of g).
+  if strides != (1, 1, 1):
+    spread = [(0, 0, 0)] + [(0, n - ((m - 1) * s + 1), s - 1)
+                            for n, m, s in zip(grid, out_grid, strides)] + [(0, 0, 0)]
+    g_full = jax.lax.pad(g, jnp.zeros((), g.dtype), spread)  # [b, d, h, w, c]
+  else:
+    g_full = g
+  dx = _shifted_sum(_pad_same(g_full, ks), kernel[::-1, ::-1, ::-1], grid)
   # d/dkernel[i, j, k]: each shifted copy of x times g, summed over batch and grid. One
   # tap per loop step: written as 27 independent reductions, XLA:CPU fuses them into a
   # kernel several times slower than running them one after the other. The sum over
@@ -318,12 +359,17 @@ def _depthwise_conv3d_bwd(residuals, g):
   padded = _pad_same(x, ks)
   acc = jnp.promote_types(kernel.dtype, jnp.float32)
   offsets = jnp.array(np.indices(ks).reshape(3, -1).T, jnp.int32)  # [taps, 3], (i, j, k)
-  positions = int(np.prod(x.shape[:-1]))
+  positions = int(np.prod(g.shape[:-1]))
   ones = jnp.ones((positions,), g.dtype)
+  window = (x.shape[0],) + tuple((m - 1) * s + 1 for m, s in zip(out_grid, strides)) + (
+      x.shape[-1],)
 
   def tap(offset):
-    start = (0, offset[0], offset[1], offset[2], 0)
-    shifted = jax.lax.dynamic_slice(padded, start, x.shape)
+    zero = jnp.zeros((), offset.dtype)
+    start = (zero, offset[0], offset[1], offset[2], zero)
+    shifted = jax.lax.dynamic_slice(padded, start, window)
+    if strides != (1, 1, 1):
+      shifted = shifted[:, ::strides[0], ::strides[1], ::strides[2]]  # [b, *out_grid, c]
     products = (shifted * g).reshape(positions, x.shape[-1])  # [b*d*h*w, c]
     return jax.lax.dot_general(ones, products, (((0,), (0,)), ((), ())),
                                preferred_element_type=acc)
@@ -368,6 +414,16 @@ class BatchNorm(nn.Module):
 
     x32 = x.astype(jnp.float32)
     reduce_axes = tuple(range(x.ndim - 1))
+    if train and formulations.cpu():
+      y, mean, var = batch_norm_train_dot(x32, scale.astype(jnp.float32),
+                                          bias.astype(jnp.float32), self.epsilon,
+                                          self.axis_name)
+      if not self.is_initializing():
+        count = np.prod(x.shape[:-1])
+        if self.axis_name is not None:
+          count = count * jax.lax.psum(1, self.axis_name)
+        self._update_running(ra_mean, ra_var, num_batches, mean, var, count)
+      return y.astype(self.dtype)
     if train:
       count = np.prod([x.shape[a] for a in reduce_axes])
       mean = jnp.mean(x32, axis=reduce_axes)
@@ -379,16 +435,80 @@ class BatchNorm(nn.Module):
         var = jax.lax.pmean(var, self.axis_name)
         count = count * jax.lax.psum(1, self.axis_name)
       if not self.is_initializing():
-        unbiased_var = var * (count / max(count - 1, 1))
-        m = self.momentum
-        ra_mean.value = (1 - m) * ra_mean.value + m * mean
-        ra_var.value = (1 - m) * ra_var.value + m * unbiased_var
-        num_batches.value = num_batches.value + 1
+        self._update_running(ra_mean, ra_var, num_batches, mean, var, count)
     else:
       mean, var = ra_mean.value, ra_var.value
     y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
     y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
     return y.astype(self.dtype)
+
+  def _update_running(self, ra_mean, ra_var, num_batches, mean, var, count):
+    """PyTorch's running statistics: the variance enters unbiased."""
+    unbiased_var = var * (count / jnp.maximum(count - 1, 1))
+    m = self.momentum
+    ra_mean.value = (1 - m) * ra_mean.value + m * mean
+    ra_var.value = (1 - m) * ra_var.value + m * unbiased_var
+    num_batches.value = num_batches.value + 1
+
+
+def _sum_positions(x: jax.Array) -> jax.Array:
+  """`[..., c] -> [c]`: the sum over every axis but the last, as a product with ones
+  (XLA:CPU runs a column reduction several times slower than a matrix-vector product)."""
+  rows = x.reshape(-1, x.shape[-1])  # [positions, c]
+  ones = jnp.ones((rows.shape[0],), rows.dtype)
+  return jax.lax.dot_general(ones, rows, (((0,), (0,)), ((), ())),
+                             precision=jax.lax.Precision.HIGHEST)
+
+
+def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
+  return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def batch_norm_train_dot(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
+                         axis_name: str | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Train-mode BatchNorm in float32 with its sums as products with ones (CPU formulation).
+
+  `x [..., c]` -> `(y, mean, var)`: batch statistics over every axis but the last (and
+  over `axis_name`'s devices when set), the variance biased. The backward pass is written
+  out so its two sums (of `g` and of `g * x_hat`) are products with ones as well.
+  """
+  return _batch_norm_fwd(x, scale, bias, epsilon, axis_name)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon, axis_name):
+  count = np.prod(x.shape[:-1])
+  if axis_name is not None:
+    count = count * jax.lax.psum(1, axis_name)
+  mean = _global_sum(_sum_positions(x), axis_name) / count  # [c]
+  centred = x - mean
+  # Two passes (mean, then squared deviations): as accurate as PyTorch's kernel.
+  var = _global_sum(_sum_positions(jnp.square(centred)), axis_name) / count
+  inv_std = jax.lax.rsqrt(var + epsilon)
+  y = centred * (inv_std * scale) + bias
+  return (y, mean, var), (x, mean, inv_std, scale)
+
+
+def _batch_norm_bwd(epsilon, axis_name, residuals, cotangents):
+  del epsilon
+  x, mean, inv_std, scale = residuals
+  g, g_mean, g_var = cotangents  # g [..., c]; the statistics' cotangents [c]
+  count = np.prod(x.shape[:-1])
+  if axis_name is not None:
+    count = count * jax.lax.psum(1, axis_name)
+  x_hat = (x - mean) * inv_std
+  d_bias = _sum_positions(g)  # this device's share, like any parameter gradient
+  d_scale = _sum_positions(g * x_hat)
+  mean_g = _global_sum(d_bias, axis_name) / count
+  mean_g_x_hat = _global_sum(d_scale, axis_name) / count
+  dx = (scale * inv_std) * (g - mean_g - x_hat * mean_g_x_hat)
+  # The statistics are outputs too (they feed the running averages).
+  dx = dx + (_global_sum(g_mean, axis_name) / count
+             + x_hat * (2.0 * _global_sum(g_var, axis_name) / (count * inv_std)))
+  return dx, d_scale, d_bias
+
+
+batch_norm_train_dot.defvjp(_batch_norm_fwd, _batch_norm_bwd)
 
 
 class DropPath(nn.Module):

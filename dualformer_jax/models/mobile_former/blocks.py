@@ -115,6 +115,10 @@ class Conv(nn.Module):
     x = x.astype(self.dtype)
     strides = tuple(self.strides or (1,) * rank)
     if all(k == 1 for k in self.kernel_size) and all(s == 1 for s in strides):
+      if self.groups == 1:
+        y = jax.lax.dot_general(x, kernel.reshape(in_features, self.features),
+                                (((x.ndim - 1,), (0,)), ((), ())))
+        return y  # [b, *grid, out]
       g = self.groups
       grouped = x.reshape(*x.shape[:-1], g, in_features // g)  # [b, *grid, g, in/g]
       w = kernel.reshape(in_features // g, g, self.features // g)  # [in/g, g, out/g]
@@ -122,12 +126,15 @@ class Conv(nn.Module):
       return y.reshape(*x.shape[:-1], self.features)  # [b, *grid, out]
     if rank == 3 and self.groups == in_features > 1 and formulations.cpu():
       # Depthwise 3D on CPU: XLA:CPU's grouped convolution is ~100x slower than a sum of
-      # shifted copies (forward and gradient), so take `layers`' shifted sum, stride 1,
-      # then keep every stride-th output (with padding k // 2 the same values).
+      # shifted copies (forward and gradient), so take `layers`' strided shifted sum.
       multiplier = self.features // in_features  # output o reads input o // multiplier
       x = jnp.repeat(x, multiplier, axis=-1) if multiplier > 1 else x  # [b, t, h, w, out]
-      y = layers.depthwise_conv3d_shifted(x, kernel[..., 0, :])  # [b, t, h, w, out]
-      return y[:, ::strides[0], ::strides[1], ::strides[2]]
+      return layers.depthwise_conv3d_shifted(x, kernel[..., 0, :], strides)
+    if rank == 3 and self.groups == 1 and in_features <= 4 and formulations.cpu():
+      # A stem on CPU: im2col and one matrix multiply (its kernel gradient too).
+      patches = layers.conv3d_patches(x, self.kernel_size, strides)  # [b, *out, taps*in]
+      w = kernel.reshape(-1, self.features)  # [taps * in, out]
+      return jax.lax.dot_general(patches, w, (((patches.ndim - 1,), (0,)), ((), ())))
     spatial = 'DHW'[-rank:]
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=strides,
@@ -171,10 +178,49 @@ class DynamicReLU(nn.Module):
     a = dense(2 * k, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)(jax.nn.relu(h))
     a = h_sigmoid(a)  # [b, 2k]
     self.sow('intermediates', 'coefficients', a)
+    s1 = (a[:, :k] - 0.5) * 2.0 + 1.0  # [b, k]
+    s2 = (a[:, k:] - 0.5) * 2.0
+    if formulations.cpu():
+      return dynamic_relu_dot(x, s1.astype(x.dtype), s2.astype(x.dtype))
     broadcast = (x.shape[0],) + (1,) * (x.ndim - 2) + (k,)
-    s1 = ((a[:, :k] - 0.5) * 2.0 + 1.0).reshape(broadcast)
-    s2 = ((a[:, k:] - 0.5) * 2.0).reshape(broadcast)
-    return jnp.maximum(x * s1, x * s2)
+    return jnp.maximum(x * s1.reshape(broadcast), x * s2.reshape(broadcast))
+
+
+def _per_sample_sum(x: jax.Array) -> jax.Array:
+  """`[b, *grid, k] -> [b, k]` as a batched product with ones (XLA:CPU runs the column
+  reduction autodiff writes several times slower)."""
+  rows = x.reshape(x.shape[0], -1, x.shape[-1])  # [b, n, k]
+  ones = jnp.ones((x.shape[0], 1, rows.shape[1]), x.dtype)  # [b, 1, n]
+  out = jax.lax.dot_general(ones, rows, (((2,), (1,)), ((0,), (0,))),
+                            precision=jax.lax.Precision.HIGHEST,
+                            preferred_element_type=jnp.promote_types(x.dtype, jnp.float32))
+  return out[:, 0]  # [b, k]
+
+
+@jax.custom_vjp
+def dynamic_relu_dot(x: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
+  """`max(x * s1, x * s2)`, `x [b, *grid, k]`, slopes `[b, k]` (CPU formulation): the
+  slopes' gradients, sums over the grid, are products with ones."""
+  shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+  return jnp.maximum(x * s1.reshape(shape), x * s2.reshape(shape))
+
+
+def _dynamic_relu_fwd(x, s1, s2):
+  return dynamic_relu_dot(x, s1, s2), (x, s1, s2)
+
+
+def _dynamic_relu_bwd(residuals, g):
+  x, s1, s2 = residuals
+  shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+  s1, s2 = s1.reshape(shape), s2.reshape(shape)
+  first = x * s1 >= x * s2  # the branch the maximum took
+  gx = g * x
+  ds1 = _per_sample_sum(jnp.where(first, gx, 0)).astype(s1.dtype)
+  ds2 = _per_sample_sum(jnp.where(first, 0, gx)).astype(s2.dtype)
+  return g * jnp.where(first, s1, s2), ds1, ds2
+
+
+dynamic_relu_dot.defvjp(_dynamic_relu_fwd, _dynamic_relu_bwd)
 
 
 class MobileToFormer(nn.Module):
