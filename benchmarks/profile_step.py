@@ -11,6 +11,11 @@ what to read.
 
     python benchmarks/profile_step.py --variant tiny --clip 16,224,224
     python benchmarks/profile_step.py --variant tiny --clip 16,224,224 --mode forward --top 30
+    python benchmarks/profile_step.py --variant mobile_former_3d_xs --clip 8,64,64 --batch 16
+    python benchmarks/profile_step.py --variant lvt_nano --clip 8,64,64 --batch 16
+
+The layer kinds come from the model's family (`Family.profile_categories`: regexes on the
+layer path), so every family's step is broken down in its own terms.
 
 Model FLOPs per kind come from `dualformer_jax.flops` (backward = 2 x forward), so the
 rate of the dense layers or of the attention core can be set against the matmul
@@ -36,20 +41,6 @@ import model as bench  # noqa: E402  (benchmarks/model.py)
 from dualformer_jax import flops as flops_lib  # noqa: E402
 from dualformer_jax import models  # noqa: E402
 
-# (category, regex on the layer path of op_name), first match wins.
-CATEGORIES = (
-    ('dropout / drop-path rng', r'(DropPath|Dropout|bernoulli|threefry)'),
-    ('attention projections', r'/attn/(qkv|q|kv|proj)/'),
-    ('attention pooling (sr, lr)', r'/attn/(sr|lr)'),
-    ('attention core', r'/attn/'),
-    ('mlp dense (fc1, fc2)', r'/mlp/fc[12]/'),
-    ('mlp gelu', r'/mlp/'),
-    ('layer norm', r'/norm\d*/'),
-    ('peg (depthwise 3x3x3)', r'/pos_block'),
-    ('patch embedding', r'/patch_embed'),
-    ('head + loss', r'(/head/|loss_fn|log_softmax|softmax_cross_entropy)'),
-    ('residual adds, reshapes', r'/block_'),
-)
 SKIP = ('ThunkExecutor', 'ThreadpoolListener', 'end: ', '$', 'PjitFunction', 'Wait for',
         'PythonRefManager')
 
@@ -73,8 +64,9 @@ def phase_of(op_name: str) -> str:
   return 'optimizer / other'
 
 
-def category_of(op_name: str) -> str:
-  for name, pattern in CATEGORIES:
+def category_of(op_name: str, categories) -> str:
+  """The first `(name, regex)` of the family's `profile_categories` matching `op_name`."""
+  for name, pattern in categories:
     if re.search(pattern, op_name):
       return name
   return 'optimizer / other' if phase_of(op_name) == 'optimizer / other' else 'other'
@@ -113,16 +105,20 @@ def profile(variant: str, clip, batch: int, mode: str, steps: int):
   wall = (time.perf_counter() - start) / steps
   trace = sorted(glob.glob(os.path.join(directory, '**', '*.xplane.pb'), recursive=True))[-1]
   op_names = instruction_op_names(compiled.as_text())
+  categories = models.family_of(model).profile_categories
   by_key = collections.defaultdict(float)
+  thunks = []  # (seconds per step, thunk, op_name)
   unmatched = 0.0
   for thunk, seconds in exclusive_times(trace).items():
     op_name = op_names.get(thunk)
     if op_name is None:
       unmatched += seconds
       continue
-    by_key[(category_of(op_name), phase_of(op_name))] += seconds / steps
+    by_key[(category_of(op_name, categories), phase_of(op_name))] += seconds / steps
+    thunks.append((seconds / steps, thunk, op_name))
   flop_kinds = flops_lib.count_flops(model, clip).by_kind
   return dict(wall=wall, by_key=by_key, unmatched=unmatched / steps, trace=trace,
+              thunks=sorted(thunks, reverse=True),
               flop_kinds={k: v * batch for k, v in flop_kinds.items()})
 
 
@@ -150,19 +146,26 @@ def report(result, top_thunks: int = 0) -> str:
   lines.append('')
   lines.append('Model multiply-adds per forward: ' + ', '.join(
       f'{k} {v / 1e9:.2f} G' for k, v in kinds.items()))
+  if top_thunks:
+    lines += ['', f'The {top_thunks} costliest thunks (ms per step, phase, layer path):']
+    for seconds, thunk, op_name in result['thunks'][:top_thunks]:
+      path = op_name.split('/', 1)[-1]
+      lines.append(f'{seconds * 1e3:8.1f}  {phase_of(op_name):<9}  {thunk}  {path[-100:]}')
   return '\n'.join(lines)
 
 
 def main(argv=None):
   parser = bench.step_parser('python benchmarks/profile_step.py', __doc__)
   parser.add_argument('--steps', type=int, default=2, help='traced runs (after a warm-up)')
+  parser.add_argument('--top', type=int, default=0,
+                      help='also list the N costliest thunks with their layer paths')
   args = parser.parse_args(argv)
   clip = args.clip
   result = profile(args.variant, clip, args.batch, args.mode, args.steps)
   print(f'{args.variant} {args.mode} {"x".join(map(str, clip))} batch {args.batch}, '
         f'jax {jax.__version__} {jax.devices()[0].device_kind}, '
         f'load average {os.getloadavg()[0]:.1f}')
-  print(report(result))
+  print(report(result, args.top))
   return result
 
 

@@ -58,6 +58,8 @@ class Family:
     cam_features: `/`-separated path of the submodule whose `__call__` output is the
       feature map `[b, *grid, c]` the head pools; Grad-CAM weights it by the gradient
       of a class logit (`attention_maps.class_activation`).
+    profile_categories: `(category, regex)` pairs, first match wins, that name the layer
+      kinds of a step's profile from an XLA op's `op_name` (`benchmarks/profile_step.py`).
   """
   name: str
   module: type
@@ -75,6 +77,7 @@ class Family:
   head_module: str = 'head'
   param_name: Callable[[tuple[str, ...]], str] = lambda path: '.'.join(path)
   cam_features: str = 'backbone'
+  profile_categories: tuple[tuple[str, str], ...] = ()
 
 
 _FAMILIES: dict[str, Family] = {}

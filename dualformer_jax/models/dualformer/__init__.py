@@ -18,6 +18,21 @@ from dualformer_jax.models.dualformer.model import DualFormerBackbone
 from dualformer_jax.models.dualformer.model import pyramid_kernels
 from dualformer_jax.models.dualformer.model import stage_resolutions
 
+# Layer kinds of a profiled step, by the layer path in XLA's op_name (first match wins).
+PROFILE_CATEGORIES = (
+    ('dropout / drop-path rng', r'(DropPath|Dropout|bernoulli|threefry)'),
+    ('attention projections', r'/attn/(qkv|q|kv|proj)/'),
+    ('attention pooling (sr, lr)', r'/attn/(sr|lr)'),
+    ('attention core', r'/attn/'),
+    ('mlp dense (fc1, fc2)', r'/mlp/fc[12]/'),
+    ('mlp gelu', r'/mlp/'),
+    ('layer norm', r'/norm\d*/'),
+    ('peg (depthwise 3x3x3)', r'/pos_block'),
+    ('patch embedding', r'/patch_embed'),
+    ('head + loss', r'(/head/|loss_fn|log_softmax|softmax_cross_entropy)'),
+    ('residual adds, reshapes', r'/block_'),
+)
+
 FAMILY = registry.register(registry.Family(
     name='dualformer',
     module=DualFormer,
@@ -27,6 +42,7 @@ FAMILY = registry.register(registry.Family(
     to_pytorch=conversion.to_pytorch,
     count_flops=flops.flops_by_kind,
     infer_variant=conversion.infer_variant,
+    profile_categories=PROFILE_CATEGORIES,
     official={name: {'backbone_params': variants.OFFICIAL_BACKBONE_PARAMS[name],
                      'gflops': variants.OFFICIAL_GFLOPS[name],
                      'gflops_input': (32, 224, 224),

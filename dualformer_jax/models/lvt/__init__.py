@@ -20,6 +20,22 @@ from dualformer_jax.models.lvt.model import PatchEmbed
 from dualformer_jax.models.lvt.model import UnusedLinear
 from dualformer_jax.models.lvt.model import VVTHead
 
+# Layer kinds of a profiled step, by the layer path in XLA's op_name (first match wins).
+PROFILE_CATEGORIES = (
+    ('dropout / drop-path rng', r'(DropPath|Dropout|bernoulli|threefry)'),
+    ('attention projections (qkv, proj)', r'attn/(qkv|proj)/'),
+    ('feature-fixation gates', r'attn/(q_gate|k_gate|pgate)/'),
+    ('shifts (temporal, spatial)', r'attn/.*(shift|roll|concatenate|pad)'),
+    ('linear attention core', r'attn/'),
+    ('mlp dense (fc1, fc2)', r'/mlp/fc[12]/'),
+    ('mlp depthwise conv', r'/mlp/dwconv'),
+    ('mlp gelu', r'/mlp/'),
+    ('layer norm', r'norm\d*/'),
+    ('patch + temporal embedding', r'(/patch_embed|time_embed|temporal_embed)'),
+    ('head + loss', r'(/head/|loss_fn|log_softmax|softmax_cross_entropy)'),
+    ('residual adds, reshapes', r'/block_'),
+)
+
 FAMILY = registry.register(registry.Family(
     name='lvt',
     module=LinearVideoTransformer,
@@ -29,6 +45,7 @@ FAMILY = registry.register(registry.Family(
     to_pytorch=conversion.to_pytorch,
     count_flops=flops.flops_by_kind,
     infer_variant=conversion.infer_variant,
+    profile_categories=PROFILE_CATEGORIES,
     official=variants.OFFICIAL,
     mean=variants.MEAN,
     std=variants.STD,

@@ -25,6 +25,23 @@ from dualformer_jax.models.mobile_former.model import MobileFormer3D
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
+# Layer kinds of a profiled step, by the layer path in XLA's op_name (first match wins).
+# Depthwise convolutions run as shifted sums on CPU (adds, pads, a tap loop), pointwise
+# ones as matrix multiplies.
+PROFILE_CATEGORIES = (
+    ('dropout / drop-path rng', r'(DropPath|Dropout|bernoulli|threefry)'),
+    ('batch norm', r'/(bn|conv_bn|fc_bn)/'),
+    ('dynamic relu', r'/hyper\d/'),
+    ('mobile->former bridge', r'/local_global/'),
+    ('former (token attention, ffn)', r'/global_block/'),
+    ('former->mobile bridge', r'/global_local/'),
+    ('stem conv', r'/stem/'),
+    ('pointwise conv', r'/conv/(dot_general|\.\.\.gi,igo)'),
+    ('depthwise conv', r'/conv/'),
+    ('head + loss', r'(/head/|loss_fn|log_softmax|softmax_cross_entropy)'),
+    ('activations, residuals, shuffles', r'/features_\d+/'),
+)
+
 # What the image model and its video reconstruction share: the checkpoint naming, the
 # FLOPs count, the classifier and the input statistics.
 _SHARED = dict(
@@ -36,6 +53,7 @@ _SHARED = dict(
     head_prefix=conversion.HEAD_PREFIX,
     param_name=conversion.official_name,
     cam_features='head/feature_map',  # the ReLU6'd map the head pools
+    profile_categories=PROFILE_CATEGORIES,
 )
 
 IMAGE_FAMILY = registry.register(registry.Family(
