@@ -105,6 +105,8 @@ def test_default_config_is_the_measured_run():
   assert c.model.variant == 'mobile_former_3d_xs' and tuple(c.model.video_size) == (8, 64, 64)
   assert c.data.flip is False and c.data.synthetic
   assert (c.data.clip_len, c.data.crop_size, c.train.batch_size) == (8, 64, 16)
+  # 180 steps of 16 of the 768 training videos: the budget (docs/mobile_former.md).
+  assert c.train.num_epochs * 768 / c.train.batch_size == 180
   assert models.family_of_variant(c.model.variant).name == 'mobile_former_3d'
   model = train_lib.build_model(c, num_classes=8)
   logits = jax.eval_shape(lambda v, x: model.apply(v, x), convert.variable_shapes(model),
