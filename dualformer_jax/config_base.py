@@ -72,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.sampling = 'dense'
   c.data.short_side_range = ()  # (lo, hi): train short side U[lo, hi] per clip; (): short_side
   c.data.multi_scale_crop = False  # TSN multi-scale crop (needs random_resized_crop=False)
-  c.data.auto_augment = ''  # AutoAugment policy per clip: 'v0' (timm), '' off
+  c.data.auto_augment = ''  # per clip: AutoAugment policy 'v0' or RandAugment 'rand-m9-mstd0.5' (timm --aa); '' off
   c.data.random_erasing_prob = 0.0  # one zero-filled box per clip, all frames
   c.data.random_erasing_area = (0.02, 1 / 3)  # erased fraction of the frame
   c.data.random_erasing_aspect = (0.3, 1 / 0.3)  # erased box height / width

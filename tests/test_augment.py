@@ -189,6 +189,39 @@ def test_auto_augment_is_deterministic_and_the_same_on_every_frame():
   assert 20 < changed < 40  # each op is skipped with its probability
 
 
+def test_rand_augment_specs_parse_as_timm_writes_them():
+  assert augment.parse_rand_augment('rand-m9-mstd0.5') == dict(
+      magnitude=9.0, magnitude_std=0.5, num_ops=2, prob=0.5)
+  assert augment.parse_rand_augment('rand-m7-n3-p1.0') == dict(
+      magnitude=7.0, magnitude_std=0.0, num_ops=3, prob=1.0)
+  for bad, message in (('rand', 'needs a magnitude'), ('rand-m9-x3', "unknown part 'x3'"),
+                       ('rand-mfoo', "'mfoo' is not m<number>"), ('rnd-m9', "start with 'rand-'"),
+                       ('rand-m9-n0', 'n must be >= 1')):
+    with pytest.raises(ValueError, match=message):
+      augment.parse_rand_augment(bad)
+  assert len(augment.RAND_AUGMENT_OPS) == 15
+
+
+def test_rand_augment_is_deterministic_the_same_on_every_frame_and_draws_its_ops():
+  frames = np.random.default_rng(0).integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
+  changed = 0
+  for seed in range(40):
+    out = augment.augment_policy(frames, np.random.default_rng(seed), 'rand-m9-mstd0.5')
+    np.testing.assert_array_equal(
+        out, augment.rand_augment(frames, np.random.default_rng(seed), 'rand-m9-mstd0.5'))
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    for t in range(3):  # each frame gets what it would get alone with the same draw
+      np.testing.assert_array_equal(
+          out[t], augment.rand_augment(frames[t:t + 1], np.random.default_rng(seed))[0])
+    changed += not np.array_equal(out, frames)
+  # Two ops each applied with probability 0.5: about 1 clip in 4 is left as it was.
+  assert 20 < changed < 38
+  # Always-on ops (p = 1) at an out-of-range magnitude (clipped to 10): every clip changes.
+  always = sum(not np.array_equal(augment.rand_augment(
+      frames, np.random.default_rng(s), 'rand-m30-mstd2-n3-p1.0'), frames) for s in range(20))
+  assert always >= 18
+
+
 def test_random_erasing_zeros_one_box_of_the_right_area_on_every_frame():
   clip = np.full((3, 40, 50, 3), 200, np.uint8)
   erased = 0
@@ -266,6 +299,8 @@ def test_pipeline_runs_with_the_recipe_options(tmp_path):
                  crop_size=24, short_side=None, random_resized_crop=False, sampling='segment',
                  short_side_range=(28, 36), auto_augment='v0', random_erasing_prob=0.5,
                  seed=0, process_index=0, process_count=1, num_threads=1)
+  rand = dict(options, auto_augment='rand-m9-mstd0.5')
+  assert next(iter(data.create_train_dataset(**rand)))['video'].shape == (2, 4, 24, 24, 3)
   batches = [next(iter(data.create_train_dataset(**options))) for _ in range(2)]
   assert batches[0]['video'].shape == (2, 4, 24, 24, 3)
   np.testing.assert_array_equal(batches[0]['video'], batches[1]['video'])
@@ -281,6 +316,7 @@ def test_pipeline_runs_with_the_recipe_options(tmp_path):
     ('eval.view_reduction', 'max', 'config.eval.view_reduction must be'),
     ('train.mixup_alpha', -1.0, 'config.train.mixup_alpha must be >= 0'),
     ('data.auto_augment', 'v1', 'config.data.auto_augment must be'),
+    ('data.auto_augment', 'rand-q3', "config.data.auto_augment: RandAugment spec 'rand-q3'"),
     ('data.random_erasing_prob', 2.0, 'config.data.random_erasing_prob must be in'),
     ('data.multi_scale_crop', True, 'choose one train crop'),
 ])

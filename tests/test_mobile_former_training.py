@@ -234,6 +234,7 @@ def test_recipes_follow_section_5_4(file, variant):
   assert c.train.weight_decay == 0.1 and c.model.drop_path_rate == 0.0
   assert c.model.head_dropout_rate == drop
   assert c.data.random_resized_crop
+  assert c.data.auto_augment == 'rand-m9-mstd0.5'  # RandAugment, one draw per clip
   if 'k400' in file:
     assert c.data.name == 'kinetics400_video' and c.data.sampling == 'dense'
     assert c.data.frame_interval == stride and c.data.flip

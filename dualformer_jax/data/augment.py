@@ -7,6 +7,7 @@ AutoAugment ops and magnitudes, and the same erased box.
 * ``multi_scale_crop_box``: TSN multi-scale crop (the LVT Kinetics training crop);
 * ``jitter_short_side``: short side uniform in a range (the LVT SSv2 scale jitter);
 * ``auto_augment``: timm's "v0" ImageNet AutoAugment policy, per clip;
+* ``rand_augment``: timm's RandAugment (``rand-m9-mstd0.5``), per clip;
 * ``random_erasing``: one zero-filled box, the same on every frame.
 
 ``check_recipe_config`` validates the recipe options of a config (one-line errors).
@@ -24,11 +25,15 @@ from dualformer_jax.errors import ConfigError
 
 __all__ = [
     "AUTO_AUGMENT_POLICIES",
+    "RAND_AUGMENT_OPS",
     "TSN_SCALES",
+    "augment_policy",
     "auto_augment",
     "check_recipe_config",
     "jitter_short_side",
     "multi_scale_crop_box",
+    "parse_rand_augment",
+    "rand_augment",
     "random_erasing",
 ]
 
@@ -178,6 +183,77 @@ def auto_augment(clip: np.ndarray, rng: np.random.Generator, policy: str = "v0",
             continue
         ops.append((name, _level_args(name, magnitude, rng, translate_const)))
     resample = _FILTERS[int(rng.integers(len(_FILTERS)))]
+    return _apply_to_frames(clip, ops, resample, fill)
+
+
+#: timm's RandAugment op set (``_RAND_TRANSFORMS``), drawn uniformly with replacement.
+RAND_AUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
+                    "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX",
+                    "ShearY", "TranslateXRel", "TranslateYRel")
+
+
+def parse_rand_augment(spec: str) -> dict:
+    """timm's ``rand-m9-mstd0.5[-n2][-p0.5]`` -> ``dict(magnitude, magnitude_std, num_ops,
+    prob)`` (defaults: 2 ops, each applied with probability 0.5, no magnitude noise)."""
+    parts = spec.split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"RandAugment spec {spec!r} must start with 'rand-' (e.g. "
+                         "'rand-m9-mstd0.5').")
+    out = dict(magnitude=None, magnitude_std=0.0, num_ops=2, prob=0.5)
+    keys = (("mstd", "magnitude_std", float), ("m", "magnitude", float),
+            ("n", "num_ops", int), ("p", "prob", float))
+    for part in parts[1:]:
+        for prefix, key, kind in keys:
+            if part.startswith(prefix):
+                try:
+                    out[key] = kind(part[len(prefix):])
+                except ValueError:
+                    raise ValueError(f"RandAugment spec {spec!r}: {part!r} is not "
+                                     f"{prefix}<number>.") from None
+                break
+        else:
+            raise ValueError(f"RandAugment spec {spec!r}: unknown part {part!r} (use m, mstd, "
+                             "n, p).")
+    if out["magnitude"] is None:
+        raise ValueError(f"RandAugment spec {spec!r} needs a magnitude (e.g. 'rand-m9').")
+    if out["num_ops"] < 1 or not 0.0 <= out["prob"] <= 1.0:
+        raise ValueError(f"RandAugment spec {spec!r}: n must be >= 1 and p in [0, 1].")
+    return out
+
+
+def rand_augment(clip: np.ndarray, rng: np.random.Generator, spec: str = "rand-m9-mstd0.5",
+                 *, translate_const: float = 100.0,
+                 fill: tuple[int, int, int] = (128, 128, 128)) -> np.ndarray:
+    """timm's RandAugment on a clip ``uint8 [t, h, w, 3]``, the same ops on every frame.
+
+    Draws once per clip: ``n`` ops uniformly from ``RAND_AUGMENT_OPS`` (with replacement),
+    each applied with probability ``p``, its magnitude ``N(m, mstd)`` clipped to [0, 10],
+    its sign, and the resampling filter of geometric ops. Magnitude rules as AutoAugment's.
+    """
+    cfg = parse_rand_augment(spec)
+    ops = []
+    for index in rng.integers(len(RAND_AUGMENT_OPS), size=cfg["num_ops"]):
+        name = RAND_AUGMENT_OPS[int(index)]
+        if cfg["prob"] < 1.0 and rng.random() > cfg["prob"]:
+            continue
+        magnitude = cfg["magnitude"]
+        if cfg["magnitude_std"] > 0:
+            magnitude = rng.normal(magnitude, cfg["magnitude_std"])
+        magnitude = min(max(float(magnitude), 0.0), _MAX_LEVEL)
+        ops.append((name, _level_args(name, magnitude, rng, translate_const)))
+    resample = _FILTERS[int(rng.integers(len(_FILTERS)))]
+    return _apply_to_frames(clip, ops, resample, fill)
+
+
+def augment_policy(clip: np.ndarray, rng: np.random.Generator, policy: str) -> np.ndarray:
+    """``config.data.auto_augment``: an AutoAugment policy (``'v0'``) or a RandAugment spec
+    (``'rand-m9-mstd0.5'``), as timm's ``--aa`` takes them."""
+    if policy.startswith("rand"):
+        return rand_augment(clip, rng, policy)
+    return auto_augment(clip, rng, policy)
+
+
+def _apply_to_frames(clip, ops, resample, fill) -> np.ndarray:
     if not ops:
         return clip
     out = np.empty_like(clip)
@@ -233,9 +309,15 @@ def check_recipe_config(config) -> None:
     if d.sampling == "segment" and d.eval_num_clips not in (1, 2):
         raise ConfigError("config.data.eval_num_clips must be 1 or 2 with segment sampling "
                           f"(the middle, then the start of each segment), got {d.eval_num_clips}.")
-    if d.auto_augment and d.auto_augment not in AUTO_AUGMENT_POLICIES:
-        raise ConfigError(f"config.data.auto_augment must be '' or one of "
-                          f"{sorted(AUTO_AUGMENT_POLICIES)}, got {d.auto_augment!r}.")
+    if d.auto_augment.startswith("rand"):
+        try:
+            parse_rand_augment(d.auto_augment)
+        except ValueError as e:
+            raise ConfigError(f"config.data.auto_augment: {e}") from None
+    elif d.auto_augment and d.auto_augment not in AUTO_AUGMENT_POLICIES:
+        raise ConfigError(f"config.data.auto_augment must be '', one of "
+                          f"{sorted(AUTO_AUGMENT_POLICIES)} (AutoAugment) or a RandAugment "
+                          f"spec like 'rand-m9-mstd0.5', got {d.auto_augment!r}.")
     if not 0.0 <= d.random_erasing_prob <= 1.0:
         raise ConfigError(f"config.data.random_erasing_prob must be in [0, 1], got "
                           f"{d.random_erasing_prob}.")

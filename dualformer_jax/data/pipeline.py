@@ -220,7 +220,8 @@ def create_train_dataset(
         ``round(uniform(lo, hi))``, instead of ``short_side``.
       multi_scale_crop: the TSN multi-scale crop (LVT Kinetics) in place of
         RandomResizedCrop (set ``random_resized_crop=False``).
-      auto_augment: AutoAugment policy (``'v0'``; ``''`` off), one draw per clip.
+      auto_augment: AutoAugment policy (``'v0'``) or RandAugment spec
+        (``'rand-m9-mstd0.5'``); ``''`` off. One draw per clip.
       random_erasing_prob, random_erasing_area, random_erasing_aspect: one
         zero-filled box per clip, the same on every frame (``augment.random_erasing``).
       seed: same seed, same batches (independently of ``num_workers`` and

@@ -218,8 +218,8 @@ def train_clip(
     RandomResizedCrop, or the TSN multi-scale crop when ``multi_scale_crop``
     (``augment.multi_scale_crop_box``), or else a random ``crop_size`` crop ->
     resize to ``crop_size`` -> horizontal flip with probability 0.5 when ``flip``
-    -> AutoAugment policy ``auto_augment`` ('' off) -> random erasing with
-    probability ``random_erasing_prob``. The same box, flip, ops and erased box
+    -> AutoAugment policy or RandAugment spec ``auto_augment`` ('' off) -> random
+    erasing with probability ``random_erasing_prob``. The same box, flip, ops and erased box
     apply to every frame of the clip; the defaults add no draw to ``rng``.
 
     ``return_meta``: also returns where the clip comes from (offline Token
@@ -256,7 +256,7 @@ def train_clip(
     else:
         clip = rendered[0, np.searchsorted(unique, idx)]  # [t, s, s, 3]
     if auto_augment:
-        clip = augment.auto_augment(clip, rng, auto_augment)
+        clip = augment.augment_policy(clip, rng, auto_augment)
     if random_erasing_prob:
         clip = augment.random_erasing(clip, rng, random_erasing_prob,
                                       area_range=random_erasing_area,
