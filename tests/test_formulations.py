@@ -86,7 +86,7 @@ def test_choice_comes_from_the_environment_and_is_validated(monkeypatch):
 def test_mobile_former_3d_formulations_share_gradients_and_statistics():
   """MF-3D's CPU formulations (strided shifted-sum depthwise, BatchNorm and dynamic-ReLU
   sums as products with ones) against autodiff of the grouped convolution."""
-  model = models.create_model('mobile_former_3d_xs', num_classes=5, drop_path_rate=0.0,
+  model = models.create_model('mobile_former_3d_mini', num_classes=5, drop_path_rate=0.0,
                               head_dropout_rate=0.0)
   clips = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 24, 24, 3))  # [b, t, h, w, c]
   variables = model.init(jax.random.PRNGKey(0), clips, train=False)
