@@ -80,6 +80,7 @@ def test_01_quickstart(tmp_path, monkeypatch):
   assert (tmp_path / 'quickstart_files' / 'new_nano.pth').exists()
 
 
+@pytest.mark.slow  # the suite's time budget; test_predict covers an official .pth end to end
 def test_01_quickstart_with_an_official_pth(tmp_path, monkeypatch, golden_state_dict):
   """The official golden checkpoint (mini, 10 classes, 224x224) through the notebook."""
   torch = pytest.importorskip('torch')
