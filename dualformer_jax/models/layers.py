@@ -359,8 +359,6 @@ def _depthwise_conv3d_bwd(strides, residuals, g):
   padded = _pad_same(x, ks)
   acc = jnp.promote_types(kernel.dtype, jnp.float32)
   offsets = jnp.array(np.indices(ks).reshape(3, -1).T, jnp.int32)  # [taps, 3], (i, j, k)
-  positions = int(np.prod(g.shape[:-1]))
-  ones = jnp.ones((positions,), g.dtype)
   window = (x.shape[0],) + tuple((m - 1) * s + 1 for m, s in zip(out_grid, strides)) + (
       x.shape[-1],)
 
@@ -370,9 +368,7 @@ def _depthwise_conv3d_bwd(strides, residuals, g):
     shifted = jax.lax.dynamic_slice(padded, start, window)
     if strides != (1, 1, 1):
       shifted = shifted[:, ::strides[0], ::strides[1], ::strides[2]]  # [b, *out_grid, c]
-    products = (shifted * g).reshape(positions, x.shape[-1])  # [b*d*h*w, c]
-    return jax.lax.dot_general(ones, products, (((0,), (0,)), ((), ())),
-                               preferred_element_type=acc)
+    return _sum_positions(shifted * g, accumulate=acc)  # [c]
 
   dkernel = jax.lax.map(tap, offsets).reshape(kernel.shape).astype(kernel.dtype)
   return dx.astype(x.dtype), dkernel
@@ -451,13 +447,15 @@ class BatchNorm(nn.Module):
     num_batches.value = num_batches.value + 1
 
 
-def _sum_positions(x: jax.Array) -> jax.Array:
+def _sum_positions(x: jax.Array, accumulate=None) -> jax.Array:
   """`[..., c] -> [c]`: the sum over every axis but the last, as a product with ones
-  (XLA:CPU runs a column reduction several times slower than a matrix-vector product)."""
+  (XLA:CPU runs a column reduction several times slower than a matrix-vector product),
+  accumulated in `accumulate` (default: x's dtype)."""
   rows = x.reshape(-1, x.shape[-1])  # [positions, c]
   ones = jnp.ones((rows.shape[0],), rows.dtype)
   return jax.lax.dot_general(ones, rows, (((0,), (0,)), ((), ())),
-                             precision=jax.lax.Precision.HIGHEST)
+                             precision=jax.lax.Precision.HIGHEST,
+                             preferred_element_type=accumulate)
 
 
 def _global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
