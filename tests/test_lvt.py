@@ -350,6 +350,27 @@ def test_official_initialization():
   assert len(biases) == 21 and not any(np.any(np.asarray(b)) for b in biases)  # all zero
 
 
+def test_nano_linear_init_matches_the_official_q_scale():
+  """lvt_nano's Linears start at 0.02 sqrt(512 / 64): its q has the 512-wide model's std."""
+  model = models.create_model('lvt_nano', num_classes=8)
+  assert model.linear_init_std == pytest.approx(0.02 * np.sqrt(8))
+  clips = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 64, 64, 3))
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), clips)
+  params = nn.unbox(variables)['params']
+  block = params['backbone']['block_0']
+  for kernel in (block['attn']['qkv']['kernel'], block['mlp']['fc1']['kernel'],
+                 params['head']['fc1']['kernel']):
+    assert float(np.std(np.asarray(kernel))) == pytest.approx(0.0566, rel=0.05)
+  assert float(np.std(np.asarray(params['head']['new_fc']['kernel']))) == pytest.approx(
+      0.001, rel=0.15)  # new_fc keeps its own std
+  # q at init, [b, t, h, w, 3c] -> q [.., c]: std 8 x 0.0566 = 0.45, as 0.02 sqrt(512).
+  _, state = model.apply(variables, clips, capture_intermediates=True,
+                         mutable=['intermediates'])
+  qkv = state['intermediates']['backbone']['block_0']['attn']['qkv']['__call__'][0]
+  q = np.asarray(qkv[..., :64])
+  assert float(np.std(q)) == pytest.approx(0.02 * np.sqrt(512), rel=0.15)
+
+
 def test_bad_clip_shape_names_the_expected_shape(mini_run):
   model, variables = mini_run['model'], mini_run['variables']
   with pytest.raises(ValueError, match=r'\[batch, 16, 64, 64, 3\]'):

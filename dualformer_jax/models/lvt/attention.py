@@ -24,7 +24,8 @@ _SUBSCRIPTS = {
 
 
 def feature_map(x: jax.Array, head_dim: int) -> jax.Array:
-  """`phi(x) = relu(x) + e^-0.5`: an additive offset (official; `qk_scale` is ignored)."""
+  """`phi(x) = relu(x) + e^-0.5`, `e` the head dim: an additive offset (official; `qk_scale`
+  is ignored)."""
   return jax.nn.relu(x) + head_dim ** -0.5
 
 
@@ -59,12 +60,14 @@ class LinearAttention(nn.Module):
   qkv_bias: bool = True  # Bias in the qkv projection.
   attn_drop_rate: float = 0.0  # Dropout on the gated q' and k'.
   proj_drop_rate: float = 0.0  # Dropout after the output projection.
+  linear_init_std: float = initializers.LINEAR_STD  # Linear kernels' init std.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
 
   def _dense(self, features: int, axes: tuple[Any, Any], name: str,
              use_bias: bool = True) -> nn.Module:
-    return initializers.dense(features, axes, name, self.dtype, self.param_dtype, use_bias)
+    return initializers.dense(features, axes, name, self.dtype, self.param_dtype, use_bias,
+                              self.linear_init_std)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:

@@ -3,7 +3,8 @@
 From scratch the official model draws every Linear from `trunc_normal(std 0.02)` with
 bounds +-2 *absolute* (timm's `trunc_normal_`: truncation at 100 std, in effect a normal),
 biases 0; the patch-embedding conv and the depthwise conv from `normal(0, sqrt(2 /
-fan_out))`; `new_fc` from `normal(0, 0.001)`; LayerNorms 1 and 0; `temp_embed` 0.
+fan_out))`; `new_fc` from `normal(0, 0.001)`; LayerNorms 1 and 0; `temp_embed` 0. The Linear std is
+the models' `linear_init_std` (0.02 but for `lvt_nano`, see its variant).
 """
 
 from typing import Any
@@ -37,10 +38,11 @@ def fan_out_normal(fan_out: int):
 
 
 def dense(features: int, axes: tuple[Any, Any], name: str, dtype: Dtype, param_dtype: Dtype,
-          use_bias: bool = True, kernel_init=None) -> nn.Module:
-  """A Linear layer (kernel `[in, out]` with logical `axes`), official init."""
+          use_bias: bool = True, std: float = LINEAR_STD) -> nn.Module:
+  """A Linear layer (kernel `[in, out]` with logical `axes`), `trunc_normal(std)` init
+  (official: `std` 0.02)."""
   return layers.dense(features, axes, name, dtype, param_dtype, use_bias,
-                      kernel_init=kernel_init or trunc_normal())
+                      kernel_init=trunc_normal(std))
 
 
 def layer_norm(epsilon: float, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:

@@ -90,16 +90,18 @@ class Mlp(nn.Module):
   drop_rate: float = 0.0  # Dropout after the GELU and after fc2.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
+  linear_init_std: float = inits.LINEAR_STD  # Linear kernels' init std (official 0.02).
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     c = x.shape[-1]
     y = inits.dense(self.hidden_features, ('embed', 'mlp'), 'fc1', self.dtype,
-                    self.param_dtype)(x)  # [b, t, G, G, 4c]
+                    self.param_dtype, std=self.linear_init_std)(x)  # [b, t, G, G, 4c]
     y = DWConv(self.dtype, self.param_dtype, name='dwconv')(y)
     y = layers.gelu(y)
     y = nn.Dropout(self.drop_rate)(y, deterministic=not train)
-    y = inits.dense(c, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)(y)  # [.., c]
+    y = inits.dense(c, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype,
+                    std=self.linear_init_std)(y)  # [.., c]
     return nn.Dropout(self.drop_rate)(y, deterministic=not train)
 
 
@@ -121,6 +123,7 @@ class Block(nn.Module):
   drop_path_rate: float = 0.0  # Stochastic depth of each of the three branches.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
+  linear_init_std: float = inits.LINEAR_STD  # Linear kernels' init std (official 0.02).
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -130,7 +133,8 @@ class Block(nn.Module):
     attn = functools.partial(
         attention.LinearAttention, self.num_heads, share_gate=self.share_gate,
         qkv_bias=self.qkv_bias, attn_drop_rate=self.attn_drop_rate,
-        proj_drop_rate=self.drop_rate, dtype=self.dtype, param_dtype=self.param_dtype)
+        proj_drop_rate=self.drop_rate, linear_init_std=self.linear_init_std,
+        dtype=self.dtype, param_dtype=self.param_dtype)
 
     y = attn('time', self.spatial_shift, name='temporal_attn')(norm('temporal_norm1')(x), train)
     self.sow('intermediates', 'temporal_attn_branch', y)
@@ -139,7 +143,7 @@ class Block(nn.Module):
     self.sow('intermediates', 'spatial_attn_branch', y)
     x = x + drop_path(y, train)
     y = Mlp(int(c * self.mlp_ratio), self.drop_rate, self.dtype, self.param_dtype,
-            name='mlp')(norm('norm2')(x), train)
+            self.linear_init_std, name='mlp')(norm('norm2')(x), train)
     self.sow('intermediates', 'mlp_branch', y)
     x = x + drop_path(y, train)
     self.sow('intermediates', 'out', x)
@@ -171,6 +175,7 @@ class LVTBackbone(nn.Module):
   remat: bool = False  # Recompute each block in the backward pass.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
+  linear_init_std: float = inits.LINEAR_STD  # Linear kernels' init std (official 0.02).
 
   @nn.compact
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
@@ -196,7 +201,8 @@ class LVTBackbone(nn.Module):
     for i in range(self.depth):
       x = block_cls(self.num_heads, temporal_shift, spatial_shift, self.share_gate,
                     self.mlp_ratio, self.qkv_bias, self.drop_rate, self.attn_drop_rate,
-                    float(rates[i]), self.dtype, self.param_dtype, name=f'block_{i}')(x, train)
+                    float(rates[i]), self.dtype, self.param_dtype, self.linear_init_std,
+                    name=f'block_{i}')(x, train)
     return inits.layer_norm(BLOCK_NORM_EPS, 'norm', self.dtype, self.param_dtype)(x)
 
 
@@ -211,6 +217,7 @@ class VVTHead(nn.Module):
   dropout_rate: float = 0.5  # Dropout before the last Linear.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
+  linear_init_std: float = inits.LINEAR_STD  # Linear kernels' init std (official 0.02).
 
   @nn.compact
   def __call__(self, frames: jax.Array, train: bool) -> jax.Array:
@@ -218,11 +225,12 @@ class VVTHead(nn.Module):
     x = jnp.mean(frames.astype(jnp.float32), axis=1).astype(self.dtype)  # [b, c]
     self.sow('intermediates', 'pooled', x)
     x = inits.layer_norm(HEAD_NORM_EPS, 'norm', self.dtype, self.param_dtype)(x)
-    x = inits.dense(self.mlp_dim, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype)(x)
+    x = inits.dense(self.mlp_dim, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype,
+                    std=self.linear_init_std)(x)
     x = layers.gelu(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     x = inits.dense(self.num_classes, ('mlp', 'classes'), 'fc2', self.dtype,
-                    self.param_dtype)(x)
+                    self.param_dtype, std=self.linear_init_std)(x)
     return x.astype(jnp.float32)  # [b, num_classes]
 
 
@@ -264,6 +272,8 @@ class LinearVideoTransformer(nn.Module):
       token before the token mean, and inside `VVTHead`.
     remat: rematerialize each block in the backward pass.
     dtype: compute dtype; param_dtype: parameter dtype.
+    linear_init_std: std of every Linear kernel's `trunc_normal` init (official 0.02);
+      affects training from scratch only.
   """
   num_classes: int = 400  # Logits.
   video_size: Shape3 = (16, 224, 224)  # (T, H, W) of the clips.
@@ -288,6 +298,7 @@ class LinearVideoTransformer(nn.Module):
   remat: bool = False  # Recompute each block in the backward pass.
   dtype: Dtype = jnp.float32  # Compute dtype.
   param_dtype: Dtype = jnp.float32  # Parameter dtype.
+  linear_init_std: float = inits.LINEAR_STD  # Linear kernels' init std (official 0.02).
 
   def setup(self):
     self.backbone = LVTBackbone(
@@ -299,10 +310,11 @@ class LinearVideoTransformer(nn.Module):
         shift_div=self.shift_div, num_segments=self.num_segments,
         shift_size=self.shift_size, drop_rate=self.drop_rate,
         attn_drop_rate=self.attn_drop_rate, drop_path_rate=self.drop_path_rate,
-        remat=self.remat, dtype=self.dtype, param_dtype=self.param_dtype)
+        remat=self.remat, dtype=self.dtype, param_dtype=self.param_dtype,
+        linear_init_std=self.linear_init_std)
     self.token_dropout = nn.Dropout(self.head_dropout_rate)
     self.head = VVTHead(self.num_classes, self.head_mlp_dim, self.head_dropout_rate,
-                        self.dtype, self.param_dtype)
+                        self.dtype, self.param_dtype, self.linear_init_std)
 
   def token_grid(self) -> int:
     """Tokens per side of each frame (`G`)."""

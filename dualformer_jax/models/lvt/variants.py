@@ -29,9 +29,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     'lvt_mini_sharegate': dict(_MINI, share_gate=True, shift_div=4, num_segments=16),
     # Not official: the default run's model (configs/default.py:lvt), 8 x 64 x 64 clips
     # (a 5 x 5 token grid), the K400 rules (separate gates, shift_div 8, 8-frame segments).
+    # Its Linear init std is the official 0.02 scaled by sqrt(512 / 64): q and k then start
+    # at the 512-wide model's scale (std 0.45; 0.16 with 0.02, below the feature map's offset
+    # 32^-0.5 = 0.18, where attention averages uniformly; docs/model_families.md).
     'lvt_nano': dict(_OFFICIAL_COMMON, video_size=(8, 64, 64), embed_dim=64, depth=3,
                      num_heads=2, head_mlp_dim=96, share_gate=False, shift_div=8,
-                     num_segments=8),
+                     num_segments=8, linear_init_std=0.02 * (512 / 64) ** 0.5),
 }
 
 _CONFIGS = 'configs/Kinetics/lxvitv2_B16_16x16_{}_21k_cgate_tempshift_spatialshift.yaml'
