@@ -348,6 +348,12 @@ class StopSignal:
 # ------------------------------------------------------------------------------ loop
 
 
+def _eval_line(step: int, metrics: dict[str, Any]) -> str:
+  """`step 432: eval top1 93.75, top5 100.00, ...` (floats to 2 decimals)."""
+  return f'step {step}: eval ' + ', '.join(
+      f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}' for k, v in metrics.items())
+
+
 def _flush(pending: list, runtime) -> list[tuple[int, dict[str, float]]]:
   """Fetches queued step metrics; raises on the first non-finite loss."""
   rows = []
@@ -442,7 +448,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _flush(pending, runtime)
         eval_metrics = evaluate(config, s, state)
         writer.write(step, eval_metrics, 'eval')
-        progress.write(f'step {step}: eval {eval_metrics}')
+        progress.write(_eval_line(step, eval_metrics))
         save(metrics=eval_metrics, force=True)
       elif (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0
             and not last):  # the last step is saved below, with its eval metrics
@@ -462,9 +468,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.eval.at_end:
       eval_metrics = evaluate(config, s, state)
       writer.write(step, eval_metrics, 'eval')
-      progress.write(f'step {step}: eval ' + ', '.join(
-          f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}'
-          for k, v in eval_metrics.items()))
+      progress.write(_eval_line(step, eval_metrics))
     if checkpointer.latest_step() != step:
       save(metrics=eval_metrics, force=True)
     checkpointer.wait_until_finished()
