@@ -14,6 +14,7 @@ import pytest
 from dualformer_jax import convert
 from dualformer_jax import models
 from dualformer_jax.models import formulations
+from dualformer_jax.models import layers
 from dualformer_jax.models.dualformer import attention
 
 
@@ -52,6 +53,9 @@ def test_both_formulations_reproduce_golden_and_share_gradients(mini, golden, mo
   # Small enough that every local-window and pyramid attention runs as a loop of chunks.
   monkeypatch.setattr(attention, 'CPU_CHUNK_BYTES', 4096)
   monkeypatch.setattr(attention, 'MIN_CHUNK_QUERIES', 1)
+  # ...and every MLP as a loop over chunks of tokens.
+  monkeypatch.setattr(layers, 'MLP_CHUNK_MIN_TOKENS', 1)
+  monkeypatch.setattr(layers, 'MLP_CHUNK_BYTES', 4096)
   results = {}
   for choice in ('cpu', 'standard'):
     results[choice] = loss_and_grads(model, variables, clips, choice)

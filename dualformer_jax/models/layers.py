@@ -6,6 +6,7 @@ Every parameter carries logical axis names (see `dualformer_jax.sharding`); comp
 """
 
 import functools
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -90,13 +91,17 @@ class Dense(nn.Module):
   bias_init: Any = nn.initializers.zeros
 
   @nn.compact
-  def __call__(self, inputs: jax.Array) -> jax.Array:
+  def __call__(self, inputs: jax.Array, weights_only: bool = False):
+    """`inputs @ kernel + bias`; with `weights_only`, `(kernel, bias)` in the compute
+    dtype for inputs of `inputs.shape[-1]` features (`inputs` may be a `ShapeDtypeStruct`)."""
     kernel = self.param('kernel', self.kernel_init, (inputs.shape[-1], self.features),
                         self.param_dtype)
     bias = None
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
       bias = bias.astype(self.dtype)
+    if weights_only:
+      return kernel.astype(self.dtype), bias
     x, kernel = inputs.astype(self.dtype), kernel.astype(self.dtype)
     if not formulations.cpu():  # GPU/TPU: autodiff (formulations.py)
       y = _contract_last(x, kernel)
@@ -562,6 +567,21 @@ def _gelu_bwd(derivative, g):
 gelu_keep_derivative.defvjp(_gelu_fwd, _gelu_bwd)
 
 
+# CPU formulation (formulations.py): an MLP over at least this many tokens (batch included)
+# runs in chunks of tokens whose hidden activations stay below MLP_CHUNK_BYTES, each chunk
+# rematerialized, so the backward pass's transposed copies stay in cache (NOTES section 13).
+MLP_CHUNK_MIN_TOKENS = 8192
+MLP_CHUNK_BYTES = 2 * 2 ** 20
+
+
+def mlp_chunk_count(shape: Sequence[int], hidden: int) -> int:
+  """Chunks (of each example's tokens) for an MLP on `[b, ..., c]`; 1 off the CPU path."""
+  b, tokens = shape[0], math.prod(shape[1:-1])
+  if not formulations.cpu() or b * tokens < MLP_CHUNK_MIN_TOKENS:
+    return 1
+  return formulations.chunk_count(tokens, b * hidden * 4, MLP_CHUNK_BYTES)
+
+
 class Mlp(nn.Module):
   """Linear(C, rC) -> GELU (exact, erf) -> Dropout -> Linear(rC, C) -> Dropout."""
   hidden_features: int  # Width of the hidden layer (mlp_ratio * C).
@@ -572,8 +592,16 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     channels = x.shape[-1]
-    x = dense(self.hidden_features, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype)(x)
-    x = gelu(x)
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    x = dense(channels, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)(x)
-    return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    fc1 = dense(self.hidden_features, ('embed', 'mlp'), 'fc1', self.dtype, self.param_dtype)
+    fc2 = dense(channels, ('mlp', 'embed'), 'fc2', self.dtype, self.param_dtype)
+    dropout = lambda y: nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    num_chunks = mlp_chunk_count(x.shape, self.hidden_features)
+    if num_chunks == 1 or (train and self.dropout_rate > 0.0):
+      return dropout(fc2(dropout(gelu(fc1(x)))))
+    w1, b1 = fc1(x, weights_only=True)
+    w2, b2 = fc2(jax.ShapeDtypeStruct((self.hidden_features,), self.dtype), weights_only=True)
+    b, tokens = x.shape[0], math.prod(x.shape[1:-1])
+    chunks = x.astype(self.dtype).reshape(b, num_chunks, tokens // num_chunks, channels)
+    body = lambda t: linear(gelu_keep_derivative(linear(t, w1, b1)), w2, b2)
+    y = jax.lax.map(jax.checkpoint(body), chunks.swapaxes(0, 1))  # [chunks, b, n / chunks, c]
+    return y.swapaxes(0, 1).reshape(x.shape[:-1] + (channels,))

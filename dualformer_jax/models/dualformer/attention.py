@@ -36,35 +36,6 @@ def attention_chunk_bytes() -> int | None:
   return CPU_CHUNK_BYTES if formulations.cpu() else None
 
 
-def chunk_count(items: int, bytes_per_item: int, budget: int | None,
-                min_per_chunk: int = 1) -> int:
-  """How many equal chunks to split `items` into so each chunk's logits fit `budget`.
-
-  A chunk holds at least `min_per_chunk` items when `items` allows it.
-  """
-  if budget is None or items * bytes_per_item <= budget:
-    return 1
-  per_chunk = min(items, max(1, min_per_chunk, budget // bytes_per_item))
-  while items % per_chunk:  # the largest divisor of `items` not above the budget
-    per_chunk -= 1
-  return items // per_chunk
-
-
-def map_chunks(fn, xs: tuple[jax.Array, ...], num_chunks: int) -> jax.Array:
-  """`fn(*xs)` computed over `num_chunks` slices of the leading axis of every `xs`.
-
-  With more than one chunk it is a loop (`lax.map`) whose body is rematerialized: the
-  backward pass recomputes each chunk's attention in cache instead of reading stored
-  softmax weights back from memory.
-  """
-  if num_chunks == 1:
-    return fn(*xs)
-  split = lambda t: t.reshape(num_chunks, t.shape[0] // num_chunks, *t.shape[1:])
-  body = jax.checkpoint(lambda args: fn(*args))
-  out = jax.lax.map(body, tuple(split(t) for t in xs))
-  return out.reshape(-1, *out.shape[2:])
-
-
 def softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout_rate: float = 0.0,
                       dropout_rng: jax.Array | None = None) -> jax.Array:
   """Head-major softmax attention: q `[..., n, e]`, k and v `[..., m, e]` -> `[..., n, e]`.
@@ -165,7 +136,8 @@ class LocalWindowAttention(nn.Module):
     qkv = layers.dense(3 * c, ('embed', 'qkv'), 'qkv', self.dtype, self.param_dtype,
                        use_bias=self.qkv_bias)(windows)  # [nwin, b, n, 3c]
     nwin, _, n, _ = qkv.shape
-    num_chunks = chunk_count(nwin, b * heads * n * n * 4, attention_chunk_bytes())
+    num_chunks = formulations.chunk_count(nwin, b * heads * n * n * 4,
+                                          attention_chunk_bytes())
     rate = self.attn_drop_rate if train else 0.0
 
     def attend(qkv, key):  # [w, b, n, 3c] for w windows -> [w, b, n, c]
@@ -176,7 +148,7 @@ class LocalWindowAttention(nn.Module):
       return out.transpose(0, 1, 3, 2, 4).reshape(qkv.shape[:3] + (c,))  # head-major
 
     keys = _dropout_keys(self, rate, train, num_chunks)
-    out = map_chunks(attend, (qkv, keys), num_chunks)  # [nwin, b, n, c]
+    out = formulations.map_chunks(attend, (qkv, keys), num_chunks)  # [nwin, b, n, c]
     out = layers.dense(c, ('heads', 'embed'), 'proj', self.dtype, self.param_dtype)(out)
     out = nn.Dropout(self.proj_drop_rate)(out, deterministic=not train)
     return windows_first_merge(out, self.window_size, (b, d, h, w))  # [b, d, h, w, c]
@@ -241,8 +213,8 @@ class GlobalPyramidAttention(nn.Module):
     k, v = kv[0], kv[1]  # [b, heads, m, e]
 
     n = d * h * w
-    num_chunks = chunk_count(n, b * self.num_heads * m * 4, attention_chunk_bytes(),
-                             MIN_CHUNK_QUERIES)
+    num_chunks = formulations.chunk_count(n, b * self.num_heads * m * 4,
+                                          attention_chunk_bytes(), MIN_CHUNK_QUERIES)
     rate = self.attn_drop_rate if train else 0.0
 
     def attend(q, key):  # [s, b, tokens, c] for s chunks of queries -> the same shape
@@ -254,7 +226,7 @@ class GlobalPyramidAttention(nn.Module):
     # Queries in chunks along the tokens: [num_chunks, b, n / num_chunks, c].
     q = q.reshape(b, num_chunks, n // num_chunks, c).transpose(1, 0, 2, 3)
     keys = _dropout_keys(self, rate, train, num_chunks)
-    out = map_chunks(attend, (q, keys), num_chunks)  # [num_chunks, b, n / num_chunks, c]
+    out = formulations.map_chunks(attend, (q, keys), num_chunks)  # [chunks, b, n / chunks, c]
     out = out.transpose(1, 0, 2, 3).reshape(b, d, h, w, c)
     out = layers.dense(c, ('heads', 'embed'), 'proj', self.dtype, self.param_dtype)(out)
     return nn.Dropout(self.proj_drop_rate)(out, deterministic=not train)
