@@ -601,7 +601,10 @@ class Mlp(nn.Module):
     w1, b1 = fc1(x, weights_only=True)
     w2, b2 = fc2(jax.ShapeDtypeStruct((self.hidden_features,), self.dtype), weights_only=True)
     b, tokens = x.shape[0], math.prod(x.shape[1:-1])
-    chunks = x.astype(self.dtype).reshape(b, num_chunks, tokens // num_chunks, channels)
+    per_chunk = tokens // num_chunks
+    chunks = x.astype(self.dtype).reshape(b, num_chunks, per_chunk, channels).swapaxes(0, 1)
     body = lambda t: linear(gelu_keep_derivative(linear(t, w1, b1)), w2, b2)
-    y = jax.lax.map(jax.checkpoint(body), chunks.swapaxes(0, 1))  # [chunks, b, n / chunks, c]
-    return y.swapaxes(0, 1).reshape(x.shape[:-1] + (channels,))
+    y = formulations.map_chunks(body, (chunks.reshape(num_chunks * b, per_chunk, channels),),
+                                num_chunks)  # [chunks * b, n / chunks, c]
+    y = y.reshape(num_chunks, b, per_chunk, channels).swapaxes(0, 1)
+    return y.reshape(x.shape[:-1] + (channels,))
