@@ -35,6 +35,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from dualformer_jax import host_memory  # noqa: E402
+
+if __name__ == '__main__':  # before JAX starts: profile the step as train.py runs it
+  host_memory.reexec_with_huge_pages()
+
 import jax  # noqa: E402
 
 import model as bench  # noqa: E402  (benchmarks/model.py)

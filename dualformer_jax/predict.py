@@ -42,6 +42,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from dualformer_jax import host_memory
 from dualformer_jax.cli import errors
 
 # Heavy modules (jax, flax, orbax, torch) are imported inside functions, so that
@@ -564,6 +565,8 @@ def _main(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """`dualformer-predict`: user errors as one `error: ...` line (`--verbose`: traceback)."""
+  if argv is None:  # the command line: huge pages for XLA:CPU's temporaries (host_memory)
+    host_memory.reexec_with_huge_pages()
   return errors.run_main(_main, argv)
 
 

@@ -27,6 +27,7 @@ from absl import flags
 from ml_collections import config_flags
 
 import dualformer_jax  # noqa: F401  (sets XLA flags before JAX starts its backend)
+from dualformer_jax import host_memory
 from dualformer_jax.cli import errors
 
 FLAGS = flags.FlagValues()
@@ -186,6 +187,9 @@ def _main(argv: list[str]) -> int:
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
   for noisy in ('absl', 'orbax', 'jax._src', 'grain', 'tensorflow_datasets'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  if host_memory.huge_pages_active():
+    logging.info('host memory: transparent huge pages for malloc (%s=0 turns them off)',
+                 host_memory.OPT_ENV)
   initialize_distributed()
   from dualformer_jax import models, train_lib  # pylint: disable=import-outside-toplevel
   models.family_of_variant(_CONFIG.value.model.variant)  # cheap checks before any work
@@ -199,6 +203,8 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  if argv is None:  # the command line, not a call from Python: a fresh process of its own
+    host_memory.reexec_with_huge_pages()
   return errors.run_main(_main, argv)
 
 
