@@ -2,13 +2,12 @@
 
 For each variant, dtype and mode (inference forward; train step = forward, backward and
 an AdamW update), the benchmark compiles the step ahead of time, runs it once to warm
-up, then times `--repeats` runs and reports the median. Each timed model run is
-bracketed by back-to-back large square matrix multiplies in the same dtype on the same
-device, for as long as the run took (half before, half after, at most
-`--roofline_seconds` in all); the run's roofline is the mean rate of its bracket, the
-utilization (MFU) is the median over runs of (model FLOP/s) / (roofline), and the table's
-matmul column is the median bracket rate. So a busy machine slows both sides alike and
-the ratio stays meaningful.
+up, then times `--repeats` runs back to back (as a training loop runs) and reports the
+median. The block of runs is bracketed by back-to-back large square matrix multiplies in
+the same dtype on the same device (as long as the warm-up run, at most
+`--roofline_seconds`, before and after); the roofline is the mean rate of the two, and
+the utilization (MFU) is the median over runs of (model FLOP/s) / (roofline). So a busy
+machine slows both sides alike and the ratio stays meaningful.
 
 FLOP convention: the model's FLOPs come from `dualformer_jax.flops.count_flops`, which
 counts one multiply-add as one FLOP (fvcore, as in the paper). Rates printed here are
@@ -43,6 +42,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dualformer_jax import host_memory  # noqa: E402
+
+if __name__ == '__main__':  # before JAX starts: huge pages for XLA:CPU's temporaries
+  host_memory.reexec_with_huge_pages()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -252,9 +256,10 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
               profile_dir=None, torch_peer=False):
   """Compile and time one configuration; returns a result dict.
 
-  With `torch_peer` (float32 DualFormer only), each timed run is followed by one run of
-  the PyTorch eager peer (`torch_peer.py`), and `speedup_vs_torch` is the median over
-  runs of (peer seconds) / (our seconds), both timed back to back.
+  With `torch_peer` (float32 DualFormer only), the PyTorch eager peer (`torch_peer.py`)
+  is timed after our runs, `repeats` times, each bracketed by the same matmuls, and
+  `speedup_vs_torch` compares the two medians of (seconds x bracket rate), i.e. the work
+  each side does per unit of this machine's matmul speed at the time.
   """
   dtype = DTYPES[dtype_name]
   model = models.create_model(variant, num_classes=400, dtype=dtype)
@@ -271,7 +276,26 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
   if not np.all(np.isfinite(np.asarray(out, np.float32))):
     raise FloatingPointError(f'{variant} {dtype_name} {mode}: non-finite output')
 
-  peer, peer_note = None, None
+  # The timed runs go back to back, as a training loop runs its steps, bracketed as a
+  # block by matmuls (at most `roofline_seconds` before and after) so both see the same
+  # machine load. Not run by run: on this VM a step that follows two seconds of anything
+  # else is 1.5x slower (freed memory handed back to the hypervisor, NOTES section 14).
+  window = min(max(warmup_s, 1.0), roofline_seconds)
+  before = roofline.run(window)
+  block(run())  # untimed: the first step after the matmuls faults its memory in again
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    block(run())
+    times.append(time.perf_counter() - start)
+  roof = (before + roofline.run(window)) / 2
+  roofs = [roof] * repeats
+  ratios = [flop / elapsed / roof for elapsed in times]
+
+  # The peer's runs come after all of ours, in a block of their own: the first XLA step
+  # after an eager PyTorch step is slower (the memory PyTorch freed must be faulted in
+  # again, NOTES section 14), which no training loop of ours pays.
+  peer, peer_note, peer_times, peer_roofs = None, None, [], []
   if torch_peer:
     import torch_peer as peer_lib  # pylint: disable=import-outside-toplevel
     peer_note = peer_lib.available(variant) or (
@@ -279,23 +303,10 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
     if peer_note is None:
       peer = peer_lib.TorchPeer(variant, clip, batch, mode)
       peer.warm_up()
-
-  # Each timed run is bracketed by matmuls for as long as the run took (half before,
-  # half after, at most `roofline_seconds` in all), so both see the same machine load.
-  times, roofs, ratios, peer_times = [], [], [], []
-  window = min(warmup_s, roofline_seconds)
-  for _ in range(repeats):
-    before = roofline.run(window / 2)
-    start = time.perf_counter()
-    block(run())
-    elapsed = time.perf_counter() - start
-    after = roofline.run(window / 2)
-    times.append(elapsed)
-    roofs.append((before + after) / 2)
-    ratios.append(flop / elapsed / roofs[-1])
-    window = min(elapsed, roofline_seconds)
-    if peer is not None:
-      peer_times.append(peer.run())
+      before = roofline.run(window)
+      peer.run()  # untimed, as ours
+      peer_times = [peer.run() for _ in range(repeats)]
+      peer_roofs = [(before + roofline.run(window)) / 2] * repeats
   if profile_dir:
     with jax.profiler.trace(os.path.join(profile_dir, f'{variant}_{dtype_name}_{mode}')):
       block(run())
@@ -312,8 +323,12 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
       device_peak_bytes=device_peak_bytes(), xla_flop=counted_by_xla,
       torch_times_s=peer_times or None,
       torch_median_s=statistics.median(peer_times) if peer_times else None,
-      speedup_vs_torch=(statistics.median([p / t for p, t in zip(peer_times, times)])
+      # Each side's time scaled to the median roofline, so load that drifted between the
+      # two blocks of runs cancels: (peer s x its roofline) / (ours s x ours).
+      speedup_vs_torch=(statistics.median(p * r for p, r in zip(peer_times, peer_roofs))
+                        / statistics.median(t * r for t, r in zip(times, roofs))
                         if peer_times else None),
+      torch_roofline_flop_per_s=statistics.median(peer_roofs) if peer_roofs else None,
       torch_threads=peer.num_threads if peer else None, torch_note=peer_note)
 
 
@@ -362,7 +377,7 @@ def parse_args(argv=None):
   parser.add_argument('--roofline_sizes', default=None,
                       help='comma list of square matmul sizes to try for the roofline')
   parser.add_argument('--roofline_seconds', type=float, default=4.0,
-                      help='most seconds of matmuls bracketing each timed run')
+                      help='most seconds of matmuls before and after the timed runs')
   parser.add_argument('--json', default=None, help='also write the results to this file')
   parser.add_argument('--torch', choices=('auto', 'on', 'off'), default='auto',
                       help='time the PyTorch eager peer beside each float32 DualFormer run '
@@ -403,9 +418,12 @@ def main(argv=None) -> list[dict]:
         f'{args.repeats} timed runs per configuration (median reported)')
   if hasattr(os, 'getloadavg'):
     print(f'load average at start: {os.getloadavg()[0]:.2f}')
+  print('host memory: transparent huge pages for malloc '
+        f'{"on" if host_memory.huge_pages_active() else "off"} (dualformer_jax.host_memory; '
+        f'{host_memory.OPT_ENV}=0/1 to choose)')
   print('FLOPs: 2 x multiply-adds (model: dualformer_jax.flops, 1 MAC = 1 official FLOP; '
         'train step = 3 x forward); roofline: 2*n^3 per n x n matmul, same dtype, '
-        'interleaved with the model runs\n', flush=True)
+        'before and after each block of model runs\n', flush=True)
 
   rooflines = {}
   results = []
@@ -439,9 +457,9 @@ def main(argv=None) -> list[dict]:
               f'{xla}', flush=True)
         if r.get('speedup_vs_torch'):
           print(f'    PyTorch eager peer ({r["torch_threads"]} threads): median '
-                f'{r["torch_median_s"]:.3f} s -> ours {r["speedup_vs_torch"]:.2f}x faster '
-                f'(per run: {", ".join(f"{p / t:.2f}" for p, t in zip(r["torch_times_s"], r["times_s"]))})',
-                flush=True)
+                f'{r["torch_median_s"]:.3f} s (runs {", ".join(f"{p:.3f}" for p in r["torch_times_s"])}) '
+                f'vs matmul {r["torch_roofline_flop_per_s"] / 1e9:.1f} -> ours '
+                f'{r["speedup_vs_torch"]:.2f}x faster (load-scaled)', flush=True)
         elif r.get('torch_note') and args.torch == 'on':
           print(f'    PyTorch peer skipped: {r["torch_note"]}', flush=True)
 
