@@ -82,8 +82,12 @@ def huge_pages_active(environ=os.environ) -> bool:
 def reexec_with_huge_pages() -> None:
   """Replace this process by itself with huge pages for malloc, when that helps.
 
-  Call it first thing in a command's `__main__`; returns normally when nothing is to do.
+  Call it first thing in a command's `__main__`; returns normally when nothing is to do,
+  and always in an interactive session (IPython, Jupyter, Colab), which it must not
+  replace.
   """
+  if 'IPython' in sys.modules or not hasattr(sys.modules.get('__main__'), '__file__'):
+    return
   env = huge_page_environment(os.environ, transparent_huge_page_mode(), glibc_version(),
                               accelerator_visible())
   if env is None:

@@ -50,6 +50,18 @@ def test_mode_and_accelerator_detection(tmp_path):
   assert not host_memory.accelerator_visible({}, (str(tmp_path / 'nvidia[0-9]*'),))
 
 
+def test_an_interactive_session_is_never_replaced(monkeypatch):
+  calls = []
+  monkeypatch.setattr(host_memory.os, 'execve', lambda *a: calls.append(a))
+  monkeypatch.setattr(host_memory, 'huge_page_environment', lambda *a: {'GLIBC_TUNABLES': 'x'})
+  monkeypatch.setitem(host_memory.sys.modules, 'IPython', object())
+  host_memory.reexec_with_huge_pages()
+  assert not calls
+  monkeypatch.delitem(host_memory.sys.modules, 'IPython')
+  host_memory.reexec_with_huge_pages()   # pytest's own __main__ is a file: it would restart
+  assert len(calls) == 1 and calls[0][2] == {'GLIBC_TUNABLES': 'x'}
+
+
 CHILD = textwrap.dedent('''
     import os, resource, sys
     sys.path.insert(0, {repo!r})
