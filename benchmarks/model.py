@@ -257,9 +257,9 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
   """Compile and time one configuration; returns a result dict.
 
   With `torch_peer` (float32 DualFormer only), the PyTorch eager peer (`torch_peer.py`)
-  is timed after our runs, `repeats` times, each bracketed by the same matmuls, and
-  `speedup_vs_torch` compares the two medians of (seconds x bracket rate), i.e. the work
-  each side does per unit of this machine's matmul speed at the time.
+  is timed after our runs, as a block of `repeats` runs bracketed by the same matmuls,
+  and `speedup_vs_torch` is (peer median s x its roofline) / (our median s x ours), i.e.
+  the ratio of the work each side needs per unit of this machine's matmul speed.
   """
   dtype = DTYPES[dtype_name]
   model = models.create_model(variant, num_classes=400, dtype=dtype)
@@ -323,11 +323,10 @@ def bench_one(variant, clip, batch, dtype_name, mode, repeats, roofline, rooflin
       device_peak_bytes=device_peak_bytes(), xla_flop=counted_by_xla,
       torch_times_s=peer_times or None,
       torch_median_s=statistics.median(peer_times) if peer_times else None,
-      # Each side's time scaled to the median roofline, so load that drifted between the
-      # two blocks of runs cancels: (peer s x its roofline) / (ours s x ours).
-      speedup_vs_torch=(statistics.median(p * r for p, r in zip(peer_times, peer_roofs))
-                        / statistics.median(t * r for t, r in zip(times, roofs))
-                        if peer_times else None),
+      # Each block's median scaled by its roofline, so load that drifted between the two
+      # blocks cancels.
+      speedup_vs_torch=(statistics.median(peer_times) * peer_roofs[0]
+                        / (statistics.median(times) * roof) if peer_times else None),
       torch_roofline_flop_per_s=statistics.median(peer_roofs) if peer_roofs else None,
       torch_threads=peer.num_threads if peer else None, torch_note=peer_note)
 
