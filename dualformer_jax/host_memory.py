@@ -11,7 +11,8 @@ first: when it helps, the process replaces itself once with the tunable set.
 
 Nothing here imports JAX (the re-exec must come before any backend starts). It applies
 only when no accelerator is visible: on GPU/TPU hosts the step's memory is on the device.
-`DUALFORMER_HUGE_PAGES=0` turns it off; `=1` forces it on any host.
+`DUALFORMER_HUGE_PAGES=0` turns it off; `=1` applies it on GPU/TPU hosts too (glibc and
+the kernel must still allow it).
 """
 
 from __future__ import annotations
